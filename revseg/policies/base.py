@@ -1,0 +1,93 @@
+"""The Policy contract: a conversation of text and images in, generated text (and tokens) out.
+
+Every backend (local transformers VLM, OpenAI-compatible API, langchain chat model)
+implements :class:`Policy`. The graph builds the conversation; the backend only
+turns it into its own wire format and reports what it generated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+from revseg.settings import SamplingParams
+from revseg.trajectory import PolicyInfo
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+
+@dataclass(frozen=True)
+class TextPart:
+    """A piece of text inside a message."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image inside a message, already resized by the graph to the size the chain prescribes."""
+
+    image: Image
+
+
+Part = TextPart | ImagePart
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message. Images come before text in our prompts, as in Qwen-VL's own examples."""
+
+    role: Literal["system", "user", "assistant"]
+    parts: tuple[Part, ...]
+
+    @property
+    def text(self) -> str:
+        """All text parts joined, for logging and for assistant turns replayed as history."""
+        return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+    @classmethod
+    def assistant(cls, text: str) -> Message:
+        """An assistant message holding a previous answer (conversation history)."""
+        return cls(role="assistant", parts=(TextPart(text),))
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What a backend produced for one turn.
+
+    ``token_ids`` and ``logprobs`` are the generated tokens and their behaviour
+    log-probabilities (one per token) when the backend can report them; RL needs
+    both. ``logprobs_approximate`` flags log-probs that were not produced by the
+    sampling process itself (for example re-scored after the fact).
+    """
+
+    text: str
+    token_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+    logprobs_approximate: bool = False
+    finish_reason: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A vision-language model that answers the chain's turns."""
+
+    @property
+    def info(self) -> PolicyInfo:
+        """Identity and box convention, recorded in every trajectory."""
+        ...
+
+    def seen_size(self, width: int, height: int) -> tuple[int, int]:
+        """The (width, height) the model actually sees for an image of this size.
+
+        Qwen2.5-VL answers boxes in pixels of its own resized image (multiples of 28),
+        so rescaling a box needs this size, not the size we sent.
+        """
+        ...
+
+    def generate(self, messages: Sequence[Message], sampling: SamplingParams) -> Generation:
+        """Answer the last user message given the whole conversation."""
+        ...

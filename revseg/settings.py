@@ -1,0 +1,51 @@
+"""Chain settings and sampling parameters: the single place where the paper's defaults live.
+
+Both are frozen pydantic models so that a trajectory can record them verbatim and a
+replay can rebuild the exact model inputs from the record alone.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PAPER_PROMPT_SET = "revseg-paper-v1"
+
+
+class ChainSettings(BaseModel):
+    """How the two-turn chain looks at a video (DESIGN.md 1.2)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num_frames: int = Field(16, ge=1, le=256, description="Frames sampled uniformly for turn 1 (paper: 16).")
+    frame_size: tuple[int, int] = Field(
+        (448, 448), description="(width, height) each sampled frame is resized to for turn 1 (paper: 448x448)."
+    )
+    keyframe_size: tuple[int, int] = Field(
+        (840, 840), description="(width, height) the keyframe is resized to for turn 2 (paper: 840x840)."
+    )
+    prompt_set: str = Field(PAPER_PROMPT_SET, description="Named prompt set (DESIGN.md 1.3).")
+    fps_label: float = Field(2.0, gt=0, description="The fps the turn-1 prompt claims; the paper's prompt says 2.")
+    max_objects: int | None = Field(
+        None, ge=1, description="Ground at most this many listed objects; None keeps all (DESIGN.md 1.7)."
+    )
+
+
+class SamplingParams(BaseModel):
+    """Decoding parameters passed to every policy backend.
+
+    ``temperature == 0`` means greedy decoding. Backends map these onto their own
+    knobs (``generate`` kwargs, chat-completions fields) and record what they used.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature: float = Field(0.0, ge=0.0, le=5.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=1)
+    max_new_tokens: int = Field(1024, ge=1, le=32768)
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        """True when decoding is deterministic (temperature 0)."""
+        return self.temperature == 0.0

