@@ -43,7 +43,9 @@ def resolve_model_dir(ref: str, *, what: str, hint: str, allow_patterns: list[st
     if path.exists():
         return path
     if ref.startswith((".", "/", "~")) or ref.count("/") != 1:
-        raise ModelLoadError(f"{what} weights '{ref}' not found: no such local path, and it is not a hub id (owner/name)")
+        raise ModelLoadError(
+            f"{what} weights '{ref}' not found: no such local path, and it is not a hub id (owner/name)"
+        )
     from huggingface_hub import snapshot_download
 
     try:
@@ -57,5 +59,5 @@ def resolve_model_dir(ref: str, *, what: str, hint: str, allow_patterns: list[st
         )
     try:
         return Path(snapshot_download(ref, allow_patterns=allow_patterns))
-    except Exception as exc:  # noqa: BLE001 - hub errors come in many types; report one line
+    except Exception as exc:
         raise ModelLoadError(f"could not download {what} '{ref}': {type(exc).__name__}: {exc}") from exc

@@ -1,1 +1,72 @@
-"""revseg."""
+"""Policy backends, chosen by spec string: ``hf:MODEL`` or ``openai:MODEL``.
+
+One plain dict maps a scheme to a factory; a new backend is one new module plus one
+line here. Factories import their heavy libraries lazily, so importing this package
+stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from revseg.errors import SpecError
+from revseg.policies.base import Generation, ImagePart, Message, Policy, TextPart
+
+DEFAULT_POLICY = "hf:Qwen/Qwen2.5-VL-7B-Instruct"
+
+PolicyFactory = Callable[..., Policy]
+
+
+def _hf(ref: str, spec: str, **options: Any) -> Policy:
+    from revseg.policies.hf import HFPolicy
+
+    return HFPolicy.from_spec(ref, spec=spec, **options)
+
+
+def _openai(ref: str, spec: str, **options: Any) -> Policy:
+    from revseg.policies.openai import OpenAIPolicy
+
+    return OpenAIPolicy(ref, spec=spec, **options)
+
+
+POLICIES: dict[str, PolicyFactory] = {"hf": _hf, "openai": _openai}
+
+
+def split_spec(spec: str, known: dict[str, Any], kind: str) -> tuple[str, str]:
+    """Split ``scheme:ref`` and check the scheme; raise SpecError naming the known schemes."""
+    scheme, sep, ref = spec.partition(":")
+    if not sep or not ref:
+        raise SpecError(f"{kind} spec '{spec}' must look like SCHEME:REF, with SCHEME one of {', '.join(known)}")
+    if scheme not in known:
+        raise SpecError(f"unknown {kind} backend '{scheme}' in '{spec}'; known: {', '.join(known)}")
+    return scheme, ref
+
+
+def build_policy(spec: str = DEFAULT_POLICY, **options: Any) -> Policy:
+    """Build a policy from its spec; ``options`` go to the backend (device, base_url, ...).
+
+    Options a backend does not take are dropped only when their value is None, so a
+    CLI can pass every flag through; anything else unexpected is an error.
+    """
+    scheme, ref = split_spec(spec, POLICIES, "policy")
+    options = {k: v for k, v in options.items() if v is not None}
+    try:
+        return POLICIES[scheme](ref, spec, **options)
+    except TypeError as exc:
+        if "unexpected keyword" in str(exc):
+            raise SpecError(f"policy backend '{scheme}' does not take an option: {exc}") from exc
+        raise
+
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "POLICIES",
+    "Generation",
+    "ImagePart",
+    "Message",
+    "Policy",
+    "TextPart",
+    "build_policy",
+    "split_spec",
+]

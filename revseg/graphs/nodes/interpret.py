@@ -1,0 +1,44 @@
+"""Node ``interpret``: turn 1, the policy reasons over the sampled frames."""
+
+from __future__ import annotations
+
+from time import perf_counter
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from revseg.errors import PolicyError
+from revseg.graphs.conversation import interpret_messages
+from revseg.graphs.frames import resized_frames
+from revseg.graphs.state import ChainContext, ChainState
+from revseg.graphs.turns import record_turn
+from revseg.policies.prompts import get_prompt_set
+from revseg.trajectory import Status, TurnRecord
+
+
+def interpret(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
+    """Ask the policy for a keyframe and a description of the target (prompt P1)."""
+    ctx = runtime.context
+    size = ctx.settings.frame_size
+    frames = resized_frames(state["video_path"], ctx.frame_backend, state["sampled_indices"], size)
+    prompt = get_prompt_set(ctx.settings.prompt_set).render_interpret(state["query"], len(frames), ctx.settings.fps_label)
+    turn = TurnRecord(
+        name="interpret",
+        prompt=prompt,
+        image_frames=list(state["sampled_indices"]),
+        image_size=size,
+        seen_size=ctx.policy.seen_size(*size),
+    )
+    start = perf_counter()
+    try:
+        generation = ctx.policy.generate(interpret_messages(frames, prompt), ctx.sampling)
+    except PolicyError as exc:
+        turn.duration_s = perf_counter() - start
+        return {
+            "turns": [turn.model_dump(mode="json")],
+            "status": Status.POLICY_ERROR.value,
+            "reason": str(exc),
+            "timings": {"interpret": turn.duration_s},
+        }
+    turn = record_turn(turn, generation, perf_counter() - start)
+    return {"turns": [turn.model_dump(mode="json")], "timings": {"interpret": turn.duration_s}}

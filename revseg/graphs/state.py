@@ -1,0 +1,55 @@
+"""The graph's typed state and run context.
+
+State holds small JSON-like values only (DESIGN.md 2.2): the query, a video reference,
+sampled indices, the conversation turns as records, parsed targets, status and output
+paths. Frames are re-read from the video reference; masks are written to the output
+folder and referenced. Policy, tracker and settings travel in :class:`ChainContext`
+through LangGraph's runtime context, never through state or ``configurable``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypedDict
+
+from revseg.policies.base import Policy
+from revseg.settings import ChainSettings, SamplingParams
+from revseg.tools.trackers.base import Tracker
+
+
+def merge_timings(left: dict[str, float] | None, right: dict[str, float] | None) -> dict[str, float]:
+    """Reducer: each node adds its own stage timings."""
+    return {**(left or {}), **(right or {})}
+
+
+class ChainInput(TypedDict):
+    """What a caller passes to the graph."""
+
+    video_path: str
+    query: str
+    out_dir: str
+
+
+class ChainState(ChainInput, total=False):
+    """Everything the nodes read and write; each key is owned by the node that sets it."""
+
+    video: dict[str, Any]  # VideoRef, dumped
+    sampled_indices: list[int]
+    turns: list[dict[str, Any]]  # TurnRecord dumps, in conversation order
+    targets: list[dict[str, Any]]  # Target dumps
+    status: str  # trajectory.Status value once decided
+    reason: str | None
+    outputs: dict[str, str]
+    timings: Annotated[dict[str, float], merge_timings]
+
+
+@dataclass
+class ChainContext:
+    """The run-scoped dependencies every node receives through ``Runtime.context``."""
+
+    policy: Policy
+    tracker: Tracker | None = None
+    settings: ChainSettings = field(default_factory=ChainSettings)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    frame_backend: str = "auto"
+    progress: bool = False
