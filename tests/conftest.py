@@ -55,3 +55,36 @@ def tiny_sam2_spec(tmp_path_factory: pytest.TempPathFactory) -> str:
 
     config, checkpoint = build_tiny_sam2(tmp_path_factory.mktemp("tiny-sam2"))
     return f"sam2:{config}:{checkpoint}"
+
+
+def write_clip(path: Path, frames: list, fps: int = 24) -> Path:
+    """Encode RGB uint8 frames to a video file with PyAV (H.264 for mp4/mkv)."""
+    import av
+
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264" if path.suffix in {".mp4", ".mkv"} else "mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_clip(tmp_path_factory: pytest.TempPathFactory, bikes_mp4: Path) -> Path:
+    """24 real frames of bikes.mp4 downscaled to 320x180, as an mp4: fast for end-to-end tests."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    frames = []
+    with av.open(str(bikes_mp4)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i % 4 == 0:
+                frames.append(np.asarray(Image.fromarray(frame.to_ndarray(format="rgb24")).resize((320, 180))))
+            if len(frames) == 24:
+                break
+    return write_clip(tmp_path_factory.mktemp("clips") / "bikes-small.mp4", frames)

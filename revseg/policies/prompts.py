@@ -130,9 +130,7 @@ _PAPER_P1 = (
     "'the red triangular stone on the far left'}] </answer>."
 )
 
-_PAPER_P2 = (
-    "This is the extracted keyframe, please detect '{object description}' with bbox coordinates in JSON format."
-)
+_PAPER_P2 = "This is the extracted keyframe, please detect '{object description}' with bbox coordinates in JSON format."
 
 PROMPT_SETS: dict[str, PromptSet] = {
     PAPER_PROMPT_SET: PromptSet(name=PAPER_PROMPT_SET, interpret=_PAPER_P1, ground=_PAPER_P2),

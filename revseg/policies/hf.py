@@ -1,0 +1,310 @@
+"""The local transformers backend: a Qwen-VL-style model run with ``generate`` (spec ``hf:MODEL``).
+
+It returns, besides the text, the generated token ids and each token's log-probability
+under the distribution it was *sampled from* (after temperature, top-k and top-p), which
+is what off-policy GRPO needs as the behaviour log-prob (DESIGN.md 1.5, 2.3b).
+
+Two choices worth knowing:
+
+- Sampling is fully determined by :class:`~revseg.settings.SamplingParams`. The sampling
+  defaults a checkpoint ships in ``generation_config.json`` (Qwen2.5-VL-7B-Instruct ships
+  ``top_k=1, top_p=0.001, repetition_penalty=1.05``), and transformers' own global
+  ``top_k=50``, are dropped at load time, so a recorded trajectory says everything that
+  shaped its tokens. Only the end-of-sequence ids are kept from the checkpoint.
+- ``token_ids`` end with the end-of-turn token (``<|im_end|>``) when the model stopped by
+  itself (``finish_reason == "stop"``); it is one of the model's actions and gets its
+  log-prob like any other, and it is exactly the token the chat template writes after an
+  assistant message, so the next turn's prompt continues the same sequence. ``text`` is
+  decoded without special tokens. A turn cut by ``max_new_tokens`` has
+  ``finish_reason == "length"`` and no end token.
+
+torch and transformers are imported when a policy is built, not when this module is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from revseg.errors import ModelLoadError, PolicyError, SpecError
+from revseg.hub import resolve_model_dir
+from revseg.policies.base import Generation, ImagePart, Message, TextPart
+from revseg.settings import SamplingParams
+from revseg.trajectory import BoxConvention, PolicyInfo
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+# How each model family writes boxes (DESIGN.md 2.3b), keyed by ``config.model_type``.
+BOX_CONVENTIONS: dict[str, BoxConvention] = {
+    "qwen2_5_vl": "absolute",
+    "qwen2_vl": "norm1000",
+    "qwen3_vl": "norm1000",
+    "qwen3_vl_moe": "norm1000",
+}
+
+_DTYPES = {
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+}
+_LOAD_HINT = "--policy hf:/path/to/Qwen2.5-VL-7B-Instruct (or REVSEG_POLICY)"
+
+
+def chat_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Turn our messages into the content-block dicts that transformers chat templates read.
+
+    Images become ``{"type": "image", "image": PIL}`` blocks in place; assistant history is
+    passed as a plain string, which every Qwen template renders verbatim.
+    """
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "assistant":
+            out.append({"role": "assistant", "content": message.text})
+            continue
+        content: list[dict[str, Any]] = []
+        for part in message.parts:
+            if isinstance(part, ImagePart):
+                content.append({"type": "image", "image": part.image})
+            elif isinstance(part, TextPart):
+                content.append({"type": "text", "text": part.text})
+        out.append({"role": message.role, "content": content})
+    return out
+
+
+def pick_device(device: str | None) -> str:
+    """``device`` as given, or ``cuda`` when a GPU is visible and ``cpu`` otherwise."""
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def pick_dtype(dtype: str | None, device: str) -> torch.dtype:
+    """bfloat16 on CUDA and float32 elsewhere unless ``dtype`` names one (``bf16``, ``float16``, ...)."""
+    import torch
+
+    if dtype in (None, "", "auto"):
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    name = _DTYPES.get(dtype.lower())
+    if name is None:
+        raise SpecError(f"unknown dtype '{dtype}' for the hf policy; use one of bfloat16, float16, float32")
+    return getattr(torch, name)  # type: ignore[no-any-return]
+
+
+def pick_attn_implementation(attn_implementation: str | None, device: str, dtype: torch.dtype) -> str:
+    """FlashAttention-2 on CUDA in half precision when ``flash_attn`` imports, else PyTorch SDPA."""
+    import torch
+
+    if attn_implementation:
+        return attn_implementation
+    if device.startswith("cuda") and dtype in (torch.bfloat16, torch.float16):
+        try:
+            import flash_attn  # noqa: F401
+        except Exception:  # noqa: BLE001 - a missing or ABI-broken build both mean "not available"
+            return "sdpa"
+        return "flash_attention_2"
+    return "sdpa"
+
+
+class HFPolicy:
+    """A transformers vision-language model behind the :class:`~revseg.policies.base.Policy` protocol."""
+
+    def __init__(self, model: Any, processor: Any, info: PolicyInfo) -> None:
+        """Wrap an already loaded model and processor; most callers want :meth:`from_spec`."""
+        self.model = model
+        self.processor = processor
+        self._info = info
+        tokenizer = processor.tokenizer
+        eos = model.generation_config.eos_token_id
+        eos_ids = [eos] if isinstance(eos, int) else list(eos or [tokenizer.eos_token_id])
+        pad = model.generation_config.pad_token_id
+        self._eos_ids = frozenset(int(i) for i in eos_ids)
+        self._pad_id = int(pad if pad is not None else eos_ids[0])
+        # Keep only the stop ids from the checkpoint's generation config: SamplingParams decides the rest.
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig(eos_token_id=eos_ids, pad_token_id=self._pad_id)
+
+    @classmethod
+    def from_spec(
+        cls,
+        ref: str,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        box_convention: str | None = None,
+        attn_implementation: str | None = None,
+        spec: str | None = None,
+    ) -> HFPolicy:
+        """Load a policy from a hub id or a local folder, failing fast and in one line.
+
+        The reference is resolved first (no hub and no cache means ModelLoadError within
+        seconds), then the config is read to pick the box convention before any weights
+        load. ``device``/``dtype``/``attn_implementation`` default to CUDA + bfloat16 +
+        FlashAttention-2 (or SDPA) when a GPU is visible, else CPU + float32 + SDPA.
+        ``spec`` is recorded in trajectories; it defaults to ``hf:<ref>``.
+        """
+        path = resolve_model_dir(ref, what="policy", hint=_LOAD_HINT)
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+        try:
+            config = AutoConfig.from_pretrained(path)
+        except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, KeyError...
+            raise ModelLoadError(
+                f"policy folder {path} has no readable model config ({type(exc).__name__}: {exc}); "
+                f"point at a transformers checkpoint: {_LOAD_HINT}"
+            ) from exc
+        convention = _box_convention(config.model_type, box_convention)
+        device = pick_device(device)
+        torch_dtype = pick_dtype(dtype, device)
+        attn = pick_attn_implementation(attn_implementation, device, torch_dtype)
+        started = time.perf_counter()
+        try:
+            processor = AutoProcessor.from_pretrained(path)
+            model = AutoModelForImageTextToText.from_pretrained(
+                path, dtype=torch_dtype, attn_implementation=attn, device_map=device
+            )
+        except Exception as exc:  # noqa: BLE001 - report any load failure as one line naming the folder
+            raise ModelLoadError(f"could not load policy '{ref}' from {path}: {type(exc).__name__}: {exc}") from exc
+        model.eval()
+        logger.info("loaded %s (%s, %s, %s) in %.1fs", path, device, torch_dtype, attn, time.perf_counter() - started)
+        info = PolicyInfo(spec=spec or f"hf:{ref}", backend="hf", model=ref, box_convention=convention)
+        return cls(model, processor, info)
+
+    @property
+    def info(self) -> PolicyInfo:
+        """Identity and box convention, recorded in every trajectory."""
+        return self._info
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's inputs must go."""
+        return self.model.device  # type: ignore[no-any-return]
+
+    def seen_size(self, width: int, height: int) -> tuple[int, int]:
+        """The (width, height) after the processor's smart resize: multiples of patch * merge within its pixel budget.
+
+        Processors without Qwen-style patch settings are assumed to keep the size.
+        """
+        image_processor = getattr(self.processor, "image_processor", None)
+        patch = getattr(image_processor, "patch_size", None)
+        merge = getattr(image_processor, "merge_size", None)
+        size = getattr(image_processor, "size", None)
+        min_pixels = _size_field(size, "shortest_edge")
+        max_pixels = _size_field(size, "longest_edge")
+        if not (patch and merge and min_pixels and max_pixels):
+            return width, height
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+        h, w = smart_resize(height, width, factor=patch * merge, min_pixels=min_pixels, max_pixels=max_pixels)
+        return w, h
+
+    def build_inputs(self, messages: Sequence[Message]) -> Any:
+        """The exact model inputs (token ids, pixel values, grids) for a prompt ending in a generation cue.
+
+        Public so that training can rebuild the behaviour policy's inputs and re-score its tokens.
+        """
+        return self.processor.apply_chat_template(
+            chat_messages(messages),
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+        ).to(self.device)
+
+    def generate(self, messages: Sequence[Message], sampling: SamplingParams) -> Generation:
+        """Answer the last user message; returns text, token ids and their sampling log-probs."""
+        import torch
+
+        if not messages or messages[-1].role != "user":
+            raise PolicyError("the conversation must end with a user message for the hf policy to answer")
+        inputs = self.build_inputs(messages)
+        prompt_len = int(inputs["input_ids"].shape[1])
+        kwargs = _generate_kwargs(sampling)
+        started = time.perf_counter()
+        try:
+            with torch.inference_mode(), torch.random.fork_rng(devices=self._rng_devices()):
+                if sampling.seed is not None:
+                    torch.manual_seed(sampling.seed)
+                out = self.model.generate(**inputs, **kwargs)
+        except torch.OutOfMemoryError as exc:
+            raise PolicyError(
+                f"{self._info.spec} ran out of memory on a {prompt_len}-token prompt; "
+                "use fewer or smaller frames, a smaller model, or a larger device"
+            ) from exc
+        new_ids = out.sequences[0, prompt_len:]
+        # Log-softmax of the processed scores = the distribution the token was drawn from
+        # (greedy: the model's own distribution, as no warper runs).
+        steps = torch.stack(out.scores, dim=1)[0].float()
+        logprobs = torch.log_softmax(steps, dim=-1).gather(-1, new_ids[:, None]).squeeze(-1)
+        token_ids = [int(i) for i in new_ids.tolist()]
+        stopped = bool(token_ids) and token_ids[-1] in self._eos_ids
+        text = self.processor.tokenizer.decode(token_ids, skip_special_tokens=True)
+        logger.debug("%s: %d tokens in %.2fs", self._info.spec, len(token_ids), time.perf_counter() - started)
+        return Generation(
+            text=text,
+            token_ids=token_ids,
+            logprobs=[float(x) for x in logprobs.tolist()],
+            logprobs_approximate=False,
+            finish_reason="stop" if stopped else "length",
+            usage={"prompt_tokens": prompt_len, "completion_tokens": len(token_ids)},
+        )
+
+    def _rng_devices(self) -> list[int]:
+        """CUDA devices whose RNG a seeded call must fork (and so leave untouched for others)."""
+        device = self.device
+        if device.type != "cuda":
+            return []
+        return [device.index if device.index is not None else 0]
+
+
+def _box_convention(model_type: str, override: str | None) -> BoxConvention:
+    """The family's box convention, or the override; unknown families must say which they use."""
+    if override is not None:
+        if override not in ("absolute", "norm1000"):
+            raise SpecError(f"unknown box convention '{override}'; use 'absolute' or 'norm1000'")
+        return override  # type: ignore[return-value]
+    convention = BOX_CONVENTIONS.get(model_type)
+    if convention is None:
+        raise SpecError(
+            f"cannot tell how model type '{model_type}' writes boxes; pass box_convention='absolute' "
+            "(pixels of the image it saw) or 'norm1000' (a 0-1000 grid)"
+        )
+    return convention
+
+
+def _size_field(size: Any, key: str) -> int | None:
+    """Read ``shortest_edge``/``longest_edge`` from a SizeDict or a plain dict."""
+    value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+    return int(value) if value else None
+
+
+def _generate_kwargs(sampling: SamplingParams) -> dict[str, Any]:
+    """Map SamplingParams onto ``generate`` kwargs, spelling out every knob so no default sneaks in."""
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": sampling.max_new_tokens,
+        "num_beams": 1,
+        "repetition_penalty": 1.0,
+        "output_scores": True,
+        "return_dict_in_generate": True,
+    }
+    if sampling.greedy:
+        return kwargs | {"do_sample": False}  # no warper runs, so temperature/top-k/top-p cannot matter
+    return kwargs | {
+        "do_sample": True,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "top_k": sampling.top_k or 0,  # None means no top-k; transformers would otherwise apply 50
+    }
+

@@ -1,0 +1,131 @@
+"""The openai: backend against a local server that speaks the chat-completions protocol."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from revseg.errors import PolicyError, SpecError
+from revseg.policies import build_policy
+from revseg.policies.base import ImagePart, Message, TextPart
+from revseg.policies.openai import OpenAIPolicy
+from revseg.settings import SamplingParams
+from revseg.testing.chat_server import ChatServerFault, ChatServerLog, chat_server
+
+
+def conversation() -> list[Message]:
+    images = tuple(ImagePart(Image.new("RGB", (448, 448), (i * 40, 0, 0))) for i in range(3))
+    return [Message(role="user", parts=(*images, TextPart("find the red one")))]
+
+
+def test_sends_images_as_base64_parts_and_passes_sampling_through() -> None:
+    log = ChatServerLog()
+    with chat_server(lambda request: "<answer>[]</answer>", log) as url:
+        policy = build_policy("openai:qwen2.5-vl", base_url=url)
+        sampling = SamplingParams(temperature=0.7, top_p=0.9, top_k=20, max_new_tokens=64, seed=3)
+        generation = policy.generate(conversation(), sampling)
+    assert generation.text == "<answer>[]</answer>"
+    request = log.requests[0]
+    assert request["model"] == "qwen2.5-vl"
+    assert (request["temperature"], request["top_p"], request["top_k"], request["max_tokens"], request["seed"]) == (
+        0.7,
+        0.9,
+        20,
+        64,
+        3,
+    )
+    parts = request["messages"][0]["content"]
+    assert [p["type"] for p in parts] == ["image_url"] * 3 + ["text"]
+    header, payload = parts[1]["image_url"]["url"].split(",", 1)
+    assert header == "data:image/png;base64"
+    decoded = Image.open(io.BytesIO(base64.b64decode(payload)))
+    assert decoded.size == (448, 448) and decoded.getpixel((0, 0)) == (40, 0, 0)
+
+
+def test_returns_server_token_ids_and_logprobs() -> None:
+    with chat_server(lambda request: "abcdefgh") as url:
+        generation = build_policy("openai:m", base_url=url).generate(conversation(), SamplingParams())
+    assert generation.token_ids is not None and len(generation.token_ids) == 2
+    assert generation.logprobs is not None and len(generation.logprobs) == 2
+    assert not generation.logprobs_approximate
+    assert generation.usage["completion_tokens"] == 2
+
+
+def test_history_is_sent_as_assistant_text() -> None:
+    log = ChatServerLog()
+    messages = [*conversation(), Message.assistant("<answer>x</answer>"), *conversation()]
+    with chat_server(lambda request: "ok", log) as url:
+        build_policy("openai:m", base_url=url).generate(messages, SamplingParams())
+    assert [m["role"] for m in log.requests[0]["messages"]] == ["user", "assistant", "user"]
+    assert log.requests[0]["messages"][1]["content"] == "<answer>x</answer>"
+
+
+def test_server_without_logprobs_is_asked_again_without_them_once() -> None:
+    log = ChatServerLog()
+
+    def respond(request: dict[str, Any]) -> str:
+        if request.get("logprobs"):
+            raise ChatServerFault(400, "logprobs is not supported by this model")
+        return "fine"
+
+    with chat_server(respond, log) as url:
+        policy = build_policy("openai:m", base_url=url)
+        first = policy.generate(conversation(), SamplingParams())
+        second = policy.generate(conversation(), SamplingParams())
+    assert first.text == second.text == "fine" and first.logprobs is None
+    assert [bool(r.get("logprobs")) for r in log.requests] == [True, False, False]
+
+
+def test_server_errors_become_policy_error_after_retries() -> None:
+    log = ChatServerLog()
+
+    def respond(request: dict[str, Any]) -> str:
+        raise ChatServerFault(500, "boom")
+
+    with chat_server(respond, log) as url:
+        policy = OpenAIPolicy("m", base_url=url, max_retries=1)
+        start = time.perf_counter()
+        with pytest.raises(PolicyError, match="openai:m"):
+            policy.generate(conversation(), SamplingParams())
+    assert len(log.requests) == 2 and time.perf_counter() - start < 10
+
+
+def test_bad_request_becomes_policy_error_without_retry() -> None:
+    def respond(request: dict[str, Any]) -> str:
+        raise ChatServerFault(400, "context length exceeded")
+
+    with chat_server(respond) as url, pytest.raises(PolicyError, match="context length"):
+        build_policy("openai:m", base_url=url).generate(conversation(), SamplingParams())
+
+
+def test_missing_key_without_base_url_is_a_spec_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(SpecError, match="OPENAI_API_KEY"):
+        build_policy("openai:gpt-4o")
+
+
+def test_api_key_never_appears_in_the_policy_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-123")
+    policy = build_policy("openai:gpt-4o", base_url="http://127.0.0.1:9/v1", box_convention="norm1000")
+    assert "sk-secret" not in policy.info.model_dump_json()
+    assert policy.info.box_convention == "norm1000" and policy.info.backend == "openai"
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [("openai", "SCHEME:REF"), ("gpt:4o", "unknown policy backend 'gpt'"), ("openai:", "SCHEME:REF")],
+)
+def test_malformed_specs_name_the_problem(spec: str, match: str) -> None:
+    with pytest.raises(SpecError, match=match):
+        build_policy(spec)
+
+
+def test_unknown_box_convention_is_rejected() -> None:
+    with pytest.raises(SpecError, match="box convention"):
+        build_policy("openai:m", base_url="http://127.0.0.1:9/v1", box_convention="relative")
