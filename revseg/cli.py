@@ -38,9 +38,21 @@ TrackerOpt = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"revseg: error: {message}", err=True)
-    raise typer.Exit(code)
+def _version(value: bool) -> None:
+    if value:
+        from revseg import __version__
+
+        typer.echo(f"revseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Reasoning video object segmentation: a VLM picks a keyframe and a box, SAM2 tracks it."""
 
 
 def _default_out(video: Path) -> Path:
@@ -81,9 +93,11 @@ def segment(
     """
     from revseg.agents import ReVSegAgent
     from revseg.settings import ChainSettings, SamplingParams
+    from revseg.tools.frames import open_video
 
     progress = not quiet
     out_dir = out or _default_out(video)
+    open_video(video, backend=frame_backend).close()  # bad input fails before any model loads
     _say(progress, f"loading policy {policy} and tracker {tracker}")
     agent = ReVSegAgent(
         policy,

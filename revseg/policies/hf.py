@@ -24,6 +24,7 @@ torch and transformers are imported when a policy is built, not when this module
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -99,7 +100,7 @@ def pick_dtype(dtype: str | None, device: str) -> torch.dtype:
     name = _DTYPES.get(dtype.lower())
     if name is None:
         raise SpecError(f"unknown dtype '{dtype}' for the hf policy; use one of bfloat16, float16, float32")
-    return getattr(torch, name)  # type: ignore[no-any-return]
+    return getattr(torch, name)
 
 
 def pick_attn_implementation(attn_implementation: str | None, device: str, dtype: torch.dtype) -> str:
@@ -121,10 +122,14 @@ class HFPolicy:
     """A transformers vision-language model behind the :class:`~revseg.policies.base.Policy` protocol."""
 
     def __init__(self, model: Any, processor: Any, info: PolicyInfo) -> None:
-        """Wrap an already loaded model and processor; most callers want :meth:`from_spec`."""
+        """Wrap a loaded model and processor; most callers want :meth:`from_spec`.
+
+        The model's generation config is replaced by one holding only its end and pad ids.
+        """
         self.model = model
         self.processor = processor
         self._info = info
+        self._lock = threading.Lock()
         tokenizer = processor.tokenizer
         eos = model.generation_config.eos_token_id
         eos_ids = [eos] if isinstance(eos, int) else list(eos or [tokenizer.eos_token_id])
@@ -160,11 +165,18 @@ class HFPolicy:
 
         try:
             config = AutoConfig.from_pretrained(path)
-        except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, KeyError...
+        except Exception as exc:  # transformers raises OSError, ValueError, KeyError...
             raise ModelLoadError(
-                f"policy folder {path} has no readable model config ({type(exc).__name__}: {exc}); "
+                f"policy folder {path} has no readable model config ({_one_line(exc)}); "
                 f"point at a transformers checkpoint: {_LOAD_HINT}"
             ) from exc
+        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+        if config.model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+            raise ModelLoadError(
+                f"policy folder {path} holds a '{config.model_type}' model, which does not take images; "
+                f"the hf policy needs a vision-language checkpoint: {_LOAD_HINT}"
+            )
         convention = _box_convention(config.model_type, box_convention)
         device = pick_device(device)
         torch_dtype = pick_dtype(dtype, device)
@@ -175,8 +187,8 @@ class HFPolicy:
             model = AutoModelForImageTextToText.from_pretrained(
                 path, dtype=torch_dtype, attn_implementation=attn, device_map=device
             )
-        except Exception as exc:  # noqa: BLE001 - report any load failure as one line naming the folder
-            raise ModelLoadError(f"could not load policy '{ref}' from {path}: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # report any load failure as one line naming the folder
+            raise ModelLoadError(f"could not load policy '{ref}' from {path}: {_one_line(exc)}") from exc
         model.eval()
         logger.info("loaded %s (%s, %s, %s) in %.1fs", path, device, torch_dtype, attn, time.perf_counter() - started)
         info = PolicyInfo(spec=spec or f"hf:{ref}", backend="hf", model=ref, box_convention=convention)
@@ -190,7 +202,7 @@ class HFPolicy:
     @property
     def device(self) -> torch.device:
         """Where the model's inputs must go."""
-        return self.model.device  # type: ignore[no-any-return]
+        return self.model.device
 
     def seen_size(self, width: int, height: int) -> tuple[int, int]:
         """The (width, height) after the processor's smart resize: multiples of patch * merge within its pixel budget.
@@ -234,7 +246,8 @@ class HFPolicy:
         kwargs = _generate_kwargs(sampling)
         started = time.perf_counter()
         try:
-            with torch.inference_mode(), torch.random.fork_rng(devices=self._rng_devices()):
+            # One call at a time: the model keeps per-call state (Qwen's rope deltas) and seeding forks a global RNG.
+            with self._lock, torch.inference_mode(), torch.random.fork_rng(devices=self._rng_devices()):
                 if sampling.seed is not None:
                     torch.manual_seed(sampling.seed)
                 out = self.model.generate(**inputs, **kwargs)
@@ -243,19 +256,22 @@ class HFPolicy:
                 f"{self._info.spec} ran out of memory on a {prompt_len}-token prompt; "
                 "use fewer or smaller frames, a smaller model, or a larger device"
             ) from exc
-        new_ids = out.sequences[0, prompt_len:]
-        # Log-softmax of the processed scores = the distribution the token was drawn from
-        # (greedy: the model's own distribution, as no warper runs).
-        steps = torch.stack(out.scores, dim=1)[0].float()
-        logprobs = torch.log_softmax(steps, dim=-1).gather(-1, new_ids[:, None]).squeeze(-1)
-        token_ids = [int(i) for i in new_ids.tolist()]
+        token_ids = [int(i) for i in out.sequences[0, prompt_len:].tolist()]
+        if len(out.scores) != len(token_ids):
+            raise PolicyError(f"transformers returned {len(out.scores)} scores for {len(token_ids)} generated tokens")
+        # Log-softmax of the processed scores = the distribution each token was drawn from (greedy:
+        # the model's own, as no warper runs). One step at a time: a stacked copy costs vocab x tokens floats.
+        steps = zip(out.scores, token_ids, strict=True)
+        chosen = [torch.log_softmax(step[0].float(), dim=-1)[tok] for step, tok in steps]
+        logprobs = [float(x) for x in torch.stack(chosen).tolist()] if chosen else []
+        del out
         stopped = bool(token_ids) and token_ids[-1] in self._eos_ids
         text = self.processor.tokenizer.decode(token_ids, skip_special_tokens=True)
         logger.debug("%s: %d tokens in %.2fs", self._info.spec, len(token_ids), time.perf_counter() - started)
         return Generation(
             text=text,
             token_ids=token_ids,
-            logprobs=[float(x) for x in logprobs.tolist()],
+            logprobs=logprobs,
             logprobs_approximate=False,
             finish_reason="stop" if stopped else "length",
             usage={"prompt_tokens": prompt_len, "completion_tokens": len(token_ids)},
@@ -284,6 +300,13 @@ def _box_convention(model_type: str, override: str | None) -> BoxConvention:
     return convention
 
 
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as ``Type: first line``, cut to ``limit`` characters (transformers' messages run long)."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _size_field(size: Any, key: str) -> int | None:
     """Read ``shortest_edge``/``longest_edge`` from a SizeDict or a plain dict."""
     value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
@@ -307,4 +330,3 @@ def _generate_kwargs(sampling: SamplingParams) -> dict[str, Any]:
         "top_p": sampling.top_p,
         "top_k": sampling.top_k or 0,  # None means no top-k; transformers would otherwise apply 50
     }
-

@@ -37,6 +37,7 @@ MAX_COORDINATE = 1e6
 _MAX_SPANS = 64  # bracketed spans tried per answer: bounds the work on adversarial text
 _SCAN_BUDGET = 200_000  # quote and bracket characters scanned per answer, over all spans
 _MAX_LITERAL_CHARS = 50_000  # ast.literal_eval builds a syntax tree: keep it for answer-sized text
+_MAX_SALVAGE_CHARS = 20_000  # regular-expression salvage reads only this much of the answer
 _MISSING: Any = object()  # "nothing parsed", distinct from a parsed JSON null
 
 _CANONICAL_FRAME_KEY = "frame_idx"
@@ -73,7 +74,8 @@ _NO_TARGET_PHRASES = frozenset(
     }
 )
 
-_THINK_RE = re.compile(r"<think>(.*?)</think>", re.S | re.I)
+_THINK_OPEN_RE = re.compile(r"<think>", re.I)
+_THINK_CLOSE_RE = re.compile(r"</think>", re.I)
 _ANSWER_OPEN_RE = re.compile(r"<answer>", re.I)
 _ANSWER_CLOSE_RE = re.compile(r"</answer>", re.I)
 _STRICT_LAYOUT_RE = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", re.S)
@@ -87,11 +89,11 @@ _NO_TARGET_STRIP = " \t\r\n\"'`.,;:!?[](){}<>*_"
 # Lenient salvage for turn-1 answers whose quoting is broken beyond json and literal_eval,
 # e.g. {'frame_idx': 3, 'object description': 'the dog's tail'}.
 _SALVAGE_FRAME_RE = re.compile(
-    r"""["']?\s*(?:key[ _-]?)?frame(?:[ _-]?(?:idx|index|id))?\s*["']?\s*[:=]\s*["']?\s*([+-]?\d+(?:\.\d+)?)""",
+    r"""(?:key[ _-]?)?frame(?:[ _-]?(?:idx|index|id))?\s*(?:["']\s*)?[:=]\s*(?:["']\s*)?([+-]?\d+(?:\.\d+)?)""",
     re.I,
 )
 _SALVAGE_DESCRIPTION_RE = re.compile(
-    r"""["']?\s*(?:object[ _-]?)?desc(?:ription)?\s*["']?\s*[:=]\s*(["'])(.*?)\1\s*(?=[,}\]]|\Z)""",
+    r"""(?:object[ _-]?)?desc(?:ription)?\s*(?:["']\s*)?[:=]\s*(["'])(.{0,2000}?)\1\s*(?=[,}\]]|\Z)""",
     re.I | re.S,
 )
 
@@ -119,9 +121,11 @@ class KeyframeAnswer:
     valid, or ``no_target`` is set (an empty list or an explicit "none"; ``objects`` is then
     empty). When not ok, ``objects`` is empty and ``reason`` says why. ``has_think`` and
     ``has_answer`` report the exact lower-case tag pairs; ``strict`` is true when the answer
-    is exactly ``<think>...</think> <answer>[...]</answer>`` with a list of objects using the
-    canonical keys ``frame_idx`` (an int) and ``object description``, and nothing else
-    around it: this is what the format reward pays for.
+    is exactly ``<think>...</think> <answer>[...]</answer>`` with nothing but whitespace
+    around the blocks, and the answer block holds only (optionally inside one code fence)
+    a JSON or Python-literal list (the prompt's own example is single-quoted) of objects
+    with the canonical keys ``frame_idx`` (an int) and ``object description``, or ``[]``
+    for no target. This is what the format reward pays for.
     """
 
     ok: bool
@@ -165,9 +169,9 @@ class BoxAnswer:
 
     ``ok`` means at least one box and every box valid (four finite numbers of sane
     magnitude); corners are not reordered here, that is ``revseg.tools.boxes.rescale_box``'s
-    job. ``strict`` is true when the answer is exactly a JSON list of ``{"bbox_2d": [...]}``
-    objects (optionally inside one code fence or one ``<answer>`` block), Qwen-VL's own
-    grounding format.
+    job. ``strict`` is true when the whole answer (optionally inside one code fence and/or
+    one ``<answer>`` block, after an optional think block) is a JSON or Python-literal list
+    of ``{"bbox_2d": [x1, y1, x2, y2]}`` objects, Qwen-VL's own grounding format.
     """
 
     ok: bool
@@ -205,15 +209,15 @@ def parse_keyframe_answer(text: str, num_frames: int) -> KeyframeAnswer:
     if not isinstance(text, str):
         return KeyframeAnswer(ok=False, reason=f"answer is not text (got {type(text).__name__})")
 
-    think_match = _THINK_RE.search(text)
+    think_span = _find_think(text)
     has_think = "<think>" in text and "</think>" in text[text.index("<think>") :]
     has_answer = "<answer>" in text and "</answer>" in text[text.index("<answer>") :]
-    think = think_match.group(1).strip() if think_match and has_think else None
+    think = text[think_span[0] : think_span[1]].strip() if think_span and has_think else None
 
     def answer(**fields: Any) -> KeyframeAnswer:
         return KeyframeAnswer(think=think, has_think=has_think, has_answer=has_answer, **fields)
 
-    body, tagged = _answer_body(text, think_match)
+    body, tagged = _answer_body(text, think_span)
     if _is_no_target_text(body):
         return answer(ok=True, no_target=True)
 
@@ -242,10 +246,14 @@ def _strict_layout(text: str) -> bool:
 
 
 def _looks_like_keyframes(value: Any) -> bool:
-    """Shape test used to skip unrelated brackets in prose (e.g. "frames [3, 5, 7]")."""
+    """Shape test used to skip unrelated brackets in prose (e.g. "frames [3, 5, 7]", "{'note': 1}")."""
     if isinstance(value, dict):
-        return True
-    return isinstance(value, list | tuple) and all(isinstance(v, dict) for v in value)
+        return _pick(value, _CANONICAL_FRAME_KEY, _FRAME_KEYS)[0] is not None
+    return (
+        isinstance(value, list | tuple)
+        and len(value) > 0  # a stray "[]" in prose must not outrank a real answer after it
+        and all(isinstance(v, dict) and _looks_like_keyframes(v) for v in value)
+    )
 
 
 def _validate_keyframes(value: Any, num_frames: int) -> tuple[tuple[KeyframeObject, ...], bool, bool, str | None]:
@@ -323,6 +331,7 @@ def _salvage_keyframes(body: str) -> Any:
     The body is cut at each ``{`` so that each object's keys are read together. Returns
     a list of dicts in the canonical shape (validated like any other answer), or _MISSING.
     """
+    body = body[:_MAX_SALVAGE_CHARS]
     chunks = body.split("{")[1:] if "{" in body else [body]
     found = []
     for chunk in chunks[: MAX_OBJECTS + 1]:
@@ -346,7 +355,7 @@ def parse_box_answer(text: str) -> BoxAnswer:
     """
     if not isinstance(text, str):
         return BoxAnswer(ok=False, reason=f"answer is not text (got {type(text).__name__})")
-    body, tagged = _answer_body(text, _THINK_RE.search(text))
+    body, tagged = _answer_body(text, _find_think(text))
     value, direct = _find_value(body, _looks_like_boxes)
     if value is _MISSING:
         where = "the <answer> block holds no box" if tagged else "no box found in the answer"
@@ -361,7 +370,8 @@ def parse_box_answer(text: str) -> BoxAnswer:
 
 def _strict_box_layout(text: str) -> bool:
     """No tags at all, or exactly one <answer> block with only whitespace (and a think block) around it."""
-    rest = _THINK_RE.sub("", text, count=1) if text.count("<think>") == 1 else text
+    span = _find_think(text) if text.count("<think>") == 1 else None
+    rest = text[: span[2]] + text[span[3] :] if span else text
     opens, closes = rest.count("<answer>"), rest.count("</answer>")
     if opens == closes == 0:
         return True  # the value was decoded from the whole remaining text, so nothing else is there
@@ -379,13 +389,15 @@ def _is_bare_box(value: Any) -> bool:
 
 
 def _looks_like_boxes(value: Any) -> bool:
-    """Shape test used to skip unrelated brackets in prose (e.g. "(see above)")."""
-    if isinstance(value, dict) or _is_bare_box(value):
+    """Shape test used to skip unrelated brackets in prose (e.g. "(see above)", "{'note': 1}")."""
+    if isinstance(value, dict):
+        return _pick(value, _CANONICAL_BOX_KEY, _BOX_KEYS)[0] is not None
+    if _is_bare_box(value):
         return True
     return (
         isinstance(value, list | tuple)
         and len(value) > 0
-        and all(isinstance(v, dict) or _is_bare_box(v) for v in value)
+        and all(_is_bare_box(v) or (isinstance(v, dict) and _looks_like_boxes(v)) for v in value)
     )
 
 
@@ -449,21 +461,36 @@ def _coerce_coords(coords: Any) -> tuple[tuple[float, float, float, float] | Non
 # --------------------------------------------------------------------------- shared
 
 
-def _answer_body(text: str, think_match: re.Match[str] | None) -> tuple[str, bool]:
+def _find_think(text: str) -> tuple[int, int, int, int] | None:
+    """(content start, content end, block start, block end) of the first closed think block, or None.
+
+    Two linear searches rather than one ``<think>(.*?)</think>`` regex, which is quadratic
+    on text holding many unclosed ``<think>`` tags.
+    """
+    opened = _THINK_OPEN_RE.search(text)
+    if opened is None:
+        return None
+    closed = _THINK_CLOSE_RE.search(text, opened.end())
+    if closed is None:
+        return None
+    return opened.end(), closed.start(), opened.start(), closed.end()
+
+
+def _answer_body(text: str, think: tuple[int, int, int, int] | None) -> tuple[str, bool]:
     """The text that should hold the answer, and whether an <answer> tag delimited it.
 
     Inside ``<answer>...</answer>`` when present (to the end of the text when the close tag
     is missing); otherwise the whole text without its think block.
     """
-    search_from = think_match.end() if think_match else 0
+    search_from = think[3] if think else 0
     opened = _ANSWER_OPEN_RE.search(text, search_from)
-    if opened is None and think_match is not None:
+    if opened is None and think is not None:
         opened = _ANSWER_OPEN_RE.search(text)  # an answer written before (or inside) the think block
     if opened is not None:
         closed = _ANSWER_CLOSE_RE.search(text, opened.end())
         return text[opened.end() : closed.start() if closed else len(text)], True
-    if think_match is not None:
-        return text[: think_match.start()] + "\n" + text[think_match.end() :], False
+    if think is not None:
+        return text[: think[2]] + "\n" + text[think[3] :], False
     return text, False
 
 

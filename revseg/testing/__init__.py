@@ -5,3 +5,29 @@ locally trained tokenizer and the real processor, and a tiny SAM2 checkpoint. Ea
 saved to disk and loaded back through the same spec path (``hf:DIR``, ``sam2:CFG:CKPT``)
 a user would use, so tests exercise the real loading code.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from revseg.testing.sam2 import build_tiny_sam2
+    from revseg.testing.vlm import build_tiny_qwen_vl, tiny_model_fingerprint
+
+# Public name -> module that defines it. Loaded on first use, so `import revseg.testing` stays free of torch.
+_EXPORTS = {
+    "build_tiny_qwen_vl": "revseg.testing.vlm",
+    "tiny_model_fingerprint": "revseg.testing.vlm",
+    "build_tiny_sam2": "revseg.testing.sam2",
+}
+
+__all__ = ["build_tiny_qwen_vl", "build_tiny_sam2", "tiny_model_fingerprint"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module behind a public name on first access (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'revseg.testing' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

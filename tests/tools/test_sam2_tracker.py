@@ -1,0 +1,368 @@
+"""The sam2: tracker backend: spec resolution, input paths (native and exported), prompts, errors.
+
+The backend-independent contract is checked by the conformance suite (tracker_conformance.py);
+here are the parts only sam2 has: its spec forms, how frames reach ``init_state``, its
+propagation order, and the sam2 quirks we guard against (decord bridge, progress bars).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from revseg.errors import ModelLoadError, SpecError, TrackerError, VideoError
+from revseg.tools.frames import FrameReader, open_video
+from revseg.tools.trackers import build_tracker
+from revseg.tools.trackers import sam2 as sam2_backend
+from revseg.tools.trackers.sam2 import Sam2Tracker, native_input, pick_device, resolve_sam2_spec
+from revseg.trajectory import VideoRef
+from tests.tools.tracker_conformance import bikes_frames, middle_boxes, write_frames, write_mp4
+
+CLIP_FRAMES = 10
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core machine, two spinning threads run 10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tracker(tiny_sam2_spec: str) -> Sam2Tracker:
+    built = build_tracker(tiny_sam2_spec, device="cpu")
+    assert isinstance(built, Sam2Tracker)
+    return built
+
+
+@pytest.fixture(scope="module")
+def frames(bikes_mp4: Path) -> list[np.ndarray]:
+    return bikes_frames(bikes_mp4, CLIP_FRAMES)
+
+
+@pytest.fixture(scope="module")
+def clips(frames: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The same 10 real frames as an mp4, a JPEG folder, a PNG folder and JPEGs with non-integer names."""
+    root = tmp_path_factory.mktemp("sam2-clips")
+    return {
+        "mp4": write_mp4(root / "clip.mp4", frames),
+        "jpg": write_frames(root / "jpg", frames, ".jpg"),
+        "png": write_frames(root / "png", frames, ".png"),
+        "named_jpg": write_frames(root / "named", frames, ".jpg", [f"frame_{i:03d}" for i in range(CLIP_FRAMES)]),
+    }
+
+
+def reader_for(path: Path) -> closing[FrameReader]:
+    return closing(open_video(path))
+
+
+def track_all(tracker: Sam2Tracker, reader: FrameReader, keyframe: int = 4, n: int = 1) -> list[tuple[int, np.ndarray]]:
+    return [(fm.frame_index, fm.masks) for fm in tracker.track(reader, keyframe, middle_boxes(reader, n))]
+
+
+# --- how frames reach sam2 ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "native"), [("mp4", True), ("jpg", True), ("png", False), ("named_jpg", False)])
+def test_sam2_reads_mp4_and_integer_jpeg_folders_itself_and_the_rest_is_exported(
+    tracker: Sam2Tracker, clips: dict[str, Path], kind: str, native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exported: list[Path] = []
+    real_export = sam2_backend.export_jpeg_frames
+
+    def spy(video: FrameReader, folder: Path, *, progress: bool = False) -> int:
+        exported.append(folder)
+        return real_export(video, folder, progress=progress)
+
+    monkeypatch.setattr(sam2_backend, "export_jpeg_frames", spy)
+    with reader_for(clips[kind]) as reader:
+        assert (native_input(reader.ref) is not None) is native
+        out = track_all(tracker, reader)
+    assert sorted(i for i, _ in out) == list(range(CLIP_FRAMES))
+    assert all(m.shape == (1, 272, 640) and m.dtype == np.bool_ for _, m in out)
+    assert bool(exported) is not native
+    assert all(not folder.exists() for folder in exported), "the temporary JPEG export must be removed"
+
+
+def test_exported_frames_track_like_the_native_jpeg_folder(tracker: Sam2Tracker, clips: dict[str, Path]) -> None:
+    """The PNG clip goes through a q95 JPEG export: masks agree closely with the native JPEG path (pixel caveat)."""
+    with reader_for(clips["jpg"]) as a, reader_for(clips["png"]) as b:
+        native, exported = dict(track_all(tracker, a)), dict(track_all(tracker, b))
+    agreement = np.mean([np.mean(native[i] == exported[i]) for i in range(CLIP_FRAMES)])
+    assert agreement > 0.9, agreement
+
+
+def test_native_mp4_leaves_decord_returning_numpy(tracker: Sam2Tracker, clips: dict[str, Path]) -> None:
+    """sam2's mp4 loader switches decord's bridge to torch; the backend must switch it back."""
+    import decord.bridge
+
+    with reader_for(clips["mp4"]) as reader:
+        assert reader.ref.backend == "decord"
+        track_all(tracker, reader)
+        assert getattr(decord.bridge._CURRENT_BRIDGE, "type", "native") == "native"
+        assert isinstance(reader.read([3])[0], np.ndarray)
+
+
+def test_mp4_left_to_pyav_is_exported(clips: dict[str, Path]) -> None:
+    """An mp4 the decord reader declined may be one decord gets wrong: sam2 must not decode it with decord."""
+    with closing(open_video(clips["mp4"], backend="pyav")) as reader:
+        assert native_input(reader.ref) is None
+
+
+def test_jpeg_folder_with_unpadded_names_is_exported(tmp_path: Path, frames: list[np.ndarray]) -> None:
+    """``2.jpg`` sorts after ``10.jpg`` by name: only zero-padded integer names go to sam2 directly."""
+    folder = write_frames(tmp_path / "unpadded", frames, ".jpg", [str(2 * i) for i in range(CLIP_FRAMES)])
+    ref = VideoRef(path=str(folder), num_frames=CLIP_FRAMES, width=640, height=272, backend="folder")
+    assert native_input(ref) is None
+    assert native_input(ref.model_copy(update={"num_frames": 9})) is None
+
+
+def test_reader_that_yields_fewer_frames_than_it_claims_is_a_video_error(
+    tracker: Sam2Tracker, clips: dict[str, Path]
+) -> None:
+    with reader_for(clips["png"]) as reader:
+        lying = _ShortReader(reader)
+        with pytest.raises(VideoError, match="yielded 9 frames"):
+            track_all(tracker, lying)
+
+
+class _ShortReader:
+    """A reader whose stream ends one frame early."""
+
+    def __init__(self, inner: FrameReader) -> None:
+        self._inner = inner
+
+    @property
+    def ref(self) -> VideoRef:
+        return self._inner.ref
+
+    def read(self, indices: Sequence[int]) -> list[np.ndarray]:
+        return self._inner.read(indices)
+
+    def iter_frames(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        yield from list(self._inner.iter_frames(start, stop))[:-1]
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+# --- propagation -------------------------------------------------------------------------
+
+
+def test_propagates_forwards_from_the_keyframe_then_backwards(tracker: Sam2Tracker, clips: dict[str, Path]) -> None:
+    with reader_for(clips["jpg"]) as reader:
+        order = [i for i, _ in track_all(tracker, reader, keyframe=6)]
+    assert order == [6, 7, 8, 9, 5, 4, 3, 2, 1, 0]
+
+
+def test_several_boxes_are_tracked_as_separate_objects(tracker: Sam2Tracker, clips: dict[str, Path]) -> None:
+    with reader_for(clips["jpg"]) as reader:
+        out = track_all(tracker, reader, keyframe=0, n=2)
+    masks = np.stack([m for _, m in out])
+    assert masks.shape == (CLIP_FRAMES, 2, 272, 640)
+    assert masks.any(), "the tiny model is biased to see its object: masks must not all be empty"
+    assert not np.array_equal(masks[:, 0], masks[:, 1]), "two different boxes gave identical masks"
+
+
+def test_boxes_reaching_outside_the_frame_are_clipped(tracker: Sam2Tracker, clips: dict[str, Path]) -> None:
+    with reader_for(clips["jpg"]) as reader:
+        out = list(tracker.track(reader, 2, [(-50.0, -20.0, 9000.0, 100.0)]))
+    assert len(out) == CLIP_FRAMES
+
+
+def test_full_bikes_clip_every_frame_once(tracker: Sam2Tracker, bikes_mp4: Path) -> None:
+    """The whole real clip (250 frames, 640x272) through sam2's native mp4 path, keyframe in the middle."""
+    with reader_for(bikes_mp4) as reader:
+        start = time.perf_counter()
+        seen = [fm.frame_index for fm in tracker.track(reader, 125, [(200.0, 60.0, 420.0, 260.0)])]
+        elapsed = time.perf_counter() - start
+    assert sorted(seen) == list(range(250))
+    print(f"tiny sam2: 250 frames in {elapsed:.2f} s ({elapsed / 250 * 1000:.1f} ms/frame)")
+
+
+# --- prompt and runtime errors -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("boxes", "message"),
+    [
+        ([(10.0, 10.0, 10.0, 10.0)], "no area"),
+        ([(100.0, 10.0, 50.0, 60.0)], "no area"),  # x2 < x1
+        ([(10.0, -40.0, 60.0, -1.0)], "no area"),  # wholly above the frame
+        ([(10.0, 10.0, float("nan"), 60.0)], "four finite numbers"),
+        ([(10.0, 10.0, 60.0)], "four finite numbers"),
+        ([(10.0, 10.0, 60.0, 60.0), (5.0, 5.0, 5.0, 9.0)], "box 1"),
+    ],
+)
+def test_bad_boxes_raise_before_any_work(
+    tracker: Sam2Tracker, clips: dict[str, Path], boxes: list[tuple[float, ...]], message: str
+) -> None:
+    with reader_for(clips["jpg"]) as reader, pytest.raises(TrackerError, match=message):
+        tracker.track(reader, 0, boxes)  # type: ignore[arg-type]  # raises at call time, not on iteration
+
+
+def test_keyframe_out_of_range_names_the_video(tracker: Sam2Tracker, clips: dict[str, Path]) -> None:
+    with (
+        reader_for(clips["jpg"]) as reader,
+        pytest.raises(TrackerError, match=r"keyframe 10 is out of range.*10 frames"),
+    ):
+        tracker.track(reader, 10, [(1.0, 1.0, 20.0, 20.0)])
+
+
+def test_sam2_failures_become_tracker_errors_naming_the_video(
+    tracker: Sam2Tracker, clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(tracker._model, "propagate_in_video", boom)
+    with reader_for(clips["jpg"]) as reader, pytest.raises(TrackerError) as info:
+        track_all(tracker, reader)
+    assert str(clips["jpg"]) in str(info.value)
+    assert "offload_video_to_cpu" in str(info.value)
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_progress_bars_only_when_asked(
+    tracker: Sam2Tracker, clips: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with reader_for(clips["png"]) as reader:
+        list(tracker.track(reader, 3, middle_boxes(reader, 1)))
+        quiet = capsys.readouterr().err
+        list(tracker.track(reader, 3, middle_boxes(reader, 1), progress=True))
+        loud = capsys.readouterr().err
+    assert quiet == ""
+    assert "export frames" in loud and "propagate in video" in loud
+
+
+# --- specs and loading --------------------------------------------------------------------
+
+
+def test_tiny_spec_loads_through_the_user_path(tiny_sam2_spec: str) -> None:
+    _, config, checkpoint = tiny_sam2_spec.split(":")
+    weights = resolve_sam2_spec(tiny_sam2_spec)
+    assert (weights.config, weights.checkpoint) == (Path(config), Path(checkpoint))
+
+
+@pytest.mark.parametrize(
+    "name", ["configs/sam2.1/sam2.1_hiera_t.yaml", "configs/sam2.1/sam2.1_hiera_t", "sam2_hiera_l.yaml"]
+)
+def test_package_config_names_resolve_inside_sam2(name: str, tiny_sam2_spec: str) -> None:
+    checkpoint = tiny_sam2_spec.rsplit(":", 1)[1]
+    weights = resolve_sam2_spec(f"sam2:{name}:{checkpoint}")
+    assert weights.config.is_file()
+    assert weights.config.parts[-3:-1] in {("configs", "sam2.1"), ("site-packages", "sam2")}
+
+
+def test_missing_checkpoint_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(ModelLoadError, match=re.escape(str(missing))):
+        build_tracker(f"sam2:configs/sam2.1/sam2.1_hiera_t.yaml:{missing}")
+
+
+def test_unknown_config_lists_the_packaged_ones(tiny_sam2_spec: str) -> None:
+    checkpoint = tiny_sam2_spec.rsplit(":", 1)[1]
+    with pytest.raises(ModelLoadError, match=r"sam2 config 'configs/sam3/huge.yaml' not found.*sam2\.1_hiera_l\.yaml"):
+        build_tracker(f"sam2:configs/sam3/huge.yaml:{checkpoint}")
+
+
+def test_config_without_model_section(tmp_path: Path, tiny_sam2_spec: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("trainer:\n  lr: 1\n")
+    with pytest.raises(ModelLoadError, match="no top-level 'model'"):
+        build_tracker(f"sam2:{config}:{tiny_sam2_spec.rsplit(':', 1)[1]}")
+
+
+def test_checkpoint_that_does_not_fit_the_config(tmp_path: Path, tiny_sam2_spec: str) -> None:
+    _, config, checkpoint = tiny_sam2_spec.split(":")
+    other = tmp_path / "other.yaml"
+    other.write_text(Path(config).read_text().replace("num_maskmem: 7", "num_maskmem: 5"))
+    with pytest.raises(ModelLoadError, match=r"does not fit config .*maskmem_tpos_enc"):
+        build_tracker(f"sam2:{other}:{checkpoint}")
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint", None])
+def test_unreadable_checkpoint(tmp_path: Path, tiny_sam2_spec: str, content: bytes | None) -> None:
+    import torch
+
+    bad = tmp_path / "bad.pt"
+    if content is None:
+        torch.save({"state_dict": {}}, bad)  # a torch file, not in sam2's {"model": ...} format
+    else:
+        bad.write_bytes(content)
+    with pytest.raises(ModelLoadError, match=re.escape(str(bad))):
+        build_tracker(f"sam2:{tiny_sam2_spec.split(':')[1]}:{bad}")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("sam2:someone/my-sam2", "not a sam2 hub id"),
+        ("sam2::/tmp/x.pt", "both CONFIG and CHECKPOINT"),
+        ("sam2:configs/sam2.1/sam2.1_hiera_t.yaml:", "both CONFIG and CHECKPOINT"),
+        ("hf-sam2:facebook/sam2.1-hiera-large", "not a sam2 spec"),
+    ],
+)
+def test_malformed_sam2_specs(spec: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        resolve_sam2_spec(spec)
+
+
+def test_hub_id_without_hub_fails_fast_with_a_local_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # nothing cached
+    start = time.perf_counter()
+    with pytest.raises(ModelLoadError) as info:
+        build_tracker("sam2:facebook/sam2.1-hiera-large")
+    assert time.perf_counter() - start < 5
+    assert "sam2:configs/sam2.1/sam2.1_hiera_l.yaml:/path/to/sam2.1_hiera_large.pt" in str(info.value)
+
+
+def test_local_file_or_folder_with_a_released_checkpoint_name(tmp_path: Path, tiny_sam2_spec: str) -> None:
+    """``sam2:/path/sam2.1_hiera_tiny.pt`` or its folder picks the matching packaged config."""
+    released = tmp_path / "sam2.1_hiera_tiny.pt"
+    shutil.copy(tiny_sam2_spec.rsplit(":", 1)[1], released)
+    for ref in (released, tmp_path):
+        weights = resolve_sam2_spec(f"sam2:{ref}")
+        assert weights.checkpoint == released
+        assert weights.config.name == "sam2.1_hiera_t.yaml"
+
+
+def test_device_choice() -> None:
+    import torch
+
+    assert pick_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert pick_device("cpu").type == "cpu"
+    with pytest.raises(ModelLoadError, match="unknown tracker device"):
+        pick_device("tpu-please")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelLoadError, match="CUDA is not available"):
+            pick_device("cuda")
+
+
+@pytest.mark.gpu
+def test_tracks_on_cuda_with_bf16_autocast(tiny_sam2_spec: str, clips: dict[str, Path]) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    cuda = build_tracker(tiny_sam2_spec, device="cuda")
+    assert isinstance(cuda, Sam2Tracker) and cuda.device.startswith("cuda")
+    with reader_for(clips["mp4"]) as reader:
+        out = track_all(cuda, reader, keyframe=5, n=2)
+    assert sorted(i for i, _ in out) == list(range(CLIP_FRAMES))
+    assert all(m.dtype == np.bool_ and m.shape == (2, 272, 640) for _, m in out)
+    assert not torch.is_autocast_enabled("cuda"), "autocast must not leak out of the tracker"
