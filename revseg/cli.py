@@ -76,7 +76,9 @@ def segment(
         str | None,
         typer.Option(help="How the policy writes boxes: 'absolute' pixels of the image it saw, or 'norm1000'."),
     ] = None,
-    device: Annotated[str | None, typer.Option(help="Device for local models (default: cuda if present, else cpu).")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="Device for local models (default: cuda if present, else cpu).")
+    ] = None,
     temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 is greedy.")] = 0.0,
     top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling mass.")] = 1.0,
     top_k: Annotated[int | None, typer.Option(min=1, help="Top-k sampling.")] = None,

@@ -75,7 +75,9 @@ def test_unparseable_answer_from_tiny_vlm_ends_with_a_clean_failure(
     trajectory = Trajectory.load(out / "trajectory.json")
     assert trajectory.status == Status.FAILED_SELECT_FRAMES
     assert len(trajectory.turns) == 1 and trajectory.turns[0].parse_reason
-    assert trajectory.turns[0].token_ids and len(trajectory.turns[0].token_ids) == len(trajectory.turns[0].logprobs or [])
+    assert trajectory.turns[0].token_ids and len(trajectory.turns[0].token_ids) == len(
+        trajectory.turns[0].logprobs or []
+    )
     assert not (out / "masks").exists()
 
 

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from revseg.errors import OutputError, VideoError
-from revseg.graphs import ChainContext, build_graph, trajectory_from_state
+from revseg.graphs import ChainContext, ChainInput, build_graph, trajectory_from_state
 from revseg.policies import DEFAULT_POLICY, Policy, build_policy
 from revseg.settings import ChainSettings, SamplingParams
 from revseg.tools.trackers import DEFAULT_TRACKER, build_tracker
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 TRAJECTORY_FILE = "trajectory.json"
 OVERLAY_FILE = "overlay.mp4"
+STREAM_MODES: list[Literal["updates", "values"]] = ["updates", "values"]
 
 
 @dataclass(frozen=True)
@@ -125,13 +126,13 @@ class ReVSegAgent:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create output folder {out}: {exc.strerror or exc}") from exc
-        inputs = {"video_path": str(video_path), "query": query, "out_dir": str(out)}
+        inputs = ChainInput(video_path=str(video_path), query=query, out_dir=str(out))
         state: dict[str, Any] = {}
-        for mode, chunk in self.graph.stream(inputs, context=self.context, stream_mode=["updates", "values"]):
-            if mode == "values":
-                state = chunk
-            elif on_step is not None:
-                for node, update in chunk.items():
+        for part in self.graph.stream(inputs, context=self.context, stream_mode=STREAM_MODES, version="v2"):
+            if part["type"] == "values":
+                state = dict(part["data"])
+            elif part["type"] == "updates" and on_step is not None:
+                for node, update in part["data"].items():
                     on_step(node, update or {})
         trajectory = trajectory_from_state(state, self.context, query_id=query_id, group_id=group_id)
         if self.overlay and "masks_json" in trajectory.outputs:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from langgraph.graph import END
 
 from revseg.graphs.state import ChainState
 from revseg.trajectory import Status
 
 
-def after_interpret(state: ChainState) -> Literal["select_frames", "__end__"]:
+def after_interpret(state: ChainState) -> str:
     """A backend failure in turn 1 ends the run; otherwise parse the answer."""
     return END if state.get("status") == Status.POLICY_ERROR.value else "select_frames"
 
 
-def after_select_frames(state: ChainState) -> Literal["ground", "segment", "__end__"]:
+def after_select_frames(state: ChainState) -> str:
     """Unparseable turn 1 stops after one turn; no target skips grounding (empty masks)."""
     status = state.get("status")
     if status == Status.FAILED_SELECT_FRAMES.value:
@@ -25,6 +23,6 @@ def after_select_frames(state: ChainState) -> Literal["ground", "segment", "__en
     return "ground"
 
 
-def after_ground(state: ChainState) -> Literal["segment", "__end__"]:
+def after_ground(state: ChainState) -> str:
     """Unparseable or unusable boxes stop with no masks."""
     return END if state.get("status") in {Status.FAILED_GROUND.value, Status.POLICY_ERROR.value} else "segment"

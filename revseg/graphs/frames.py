@@ -30,4 +30,4 @@ def _resized(path: str, backend: str, indices: tuple[int, ...], size: tuple[int,
 
 def resized_frames(path: str, backend: str, indices: Sequence[int], size: tuple[int, int]) -> list[Image]:
     """Frames ``indices`` of the video at ``path``, each resized to ``size`` (width, height)."""
-    return list(_resized(path, backend, tuple(indices), tuple(size)))  # type: ignore[arg-type]
+    return list(_resized(path, backend, tuple(indices), tuple(size)))

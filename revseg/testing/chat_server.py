@@ -20,7 +20,7 @@ from typing import Any
 Responder = Callable[[dict[str, Any]], str]
 
 
-class ChatServerFault(Exception):  # noqa: N818 - it is a scripted reply, not an error of ours
+class ChatServerFault(Exception):
     """Raise from a responder to answer with an HTTP error instead of a completion."""
 
     def __init__(self, status: int, message: str = "injected fault", headers: dict[str, str] | None = None) -> None:
@@ -38,7 +38,9 @@ def count_images(message: dict[str, Any]) -> int:
     return sum(1 for part in content if isinstance(part, dict) and part.get("type") == "image_url")
 
 
-def paper_responder(keyframe: int = 5, box: tuple[float, ...] = (100, 150, 500, 700), label: str = "target") -> Responder:
+def paper_responder(
+    keyframe: int = 5, box: tuple[float, ...] = (100, 150, 500, 700), label: str = "target"
+) -> Responder:
     """Answer turn 1 with a keyframe and turn 2 with a box, as a trained ReVSeg policy would.
 
     Turn 1 is recognised as the request whose last user message carries several images;
@@ -68,16 +70,25 @@ class ChatServerLog:
 
 
 def _completion(request: dict[str, Any], text: str) -> dict[str, Any]:
+    # Four characters a "token"; a max_tokens budget cuts the answer like a real server would.
     tokens = [text[i : i + 4] for i in range(0, len(text), 4)] or [""]
+    budget = request.get("max_tokens") or request.get("max_completion_tokens")
+    finish = "stop"
+    if isinstance(budget, int) and len(tokens) > budget:
+        tokens, finish = tokens[:budget], "length"
+        text = "".join(tokens)
     choice: dict[str, Any] = {
         "index": 0,
         "message": {"role": "assistant", "content": text},
-        "finish_reason": "stop",
+        "finish_reason": finish,
         "logprobs": None,
     }
     if request.get("logprobs"):
         choice["logprobs"] = {
-            "content": [{"token": t, "logprob": -0.01 * (i % 7), "bytes": None, "top_logprobs": []} for i, t in enumerate(tokens)]
+            "content": [
+                {"token": t, "logprob": -0.01 * (i % 7), "bytes": None, "top_logprobs": []}
+                for i, t in enumerate(tokens)
+            ]
         }
     if request.get("return_token_ids"):
         choice["token_ids"] = [1000 + (sum(map(ord, t)) % 5000) for t in tokens]
@@ -94,14 +105,14 @@ def _completion(request: dict[str, Any], text: str) -> dict[str, Any]:
 @contextmanager
 def chat_server(responder: Responder, log: ChatServerLog | None = None) -> Iterator[str]:
     """Serve ``responder`` on 127.0.0.1 at a free port; yields the ``base_url`` (ending in /v1)."""
-    log = log if log is not None else ChatServerLog()
+    record = log if log is not None else ChatServerLog()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             request = json.loads(self.rfile.read(length) or b"{}")
-            with log.lock:
-                log.requests.append(request)
+            with record.lock:
+                record.requests.append(request)
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
                 return

@@ -37,7 +37,9 @@ class ScriptedPolicy:
     @property
     def info(self) -> PolicyInfo:
         """A fixed identity."""
-        return PolicyInfo(spec="scripted:test", backend="scripted", model="scripted", box_convention=self.box_convention)
+        return PolicyInfo(
+            spec="scripted:test", backend="scripted", model="scripted", box_convention=self.box_convention
+        )
 
     def seen_size(self, width: int, height: int) -> tuple[int, int]:
         """The model sees what it is sent."""

@@ -22,6 +22,9 @@ What a file reader promises, whatever the backend (the conformance suite in
   We do not serve the decodable prefix of a damaged file: masks must cover the real
   video, and a silently shorter video misaligns every score computed downstream. An
   mp4 cut before its ``moov`` index cannot be opened at all and raises the same way.
+- Frame i is the i-th frame in presentation order. Containers whose seeks cannot be
+  trusted (MPEG-TS/PS, raw H.264: see :data:`SEEKABLE_FORMATS`) are decoded from the
+  start on every read, slower but never off by a frame.
 - Frames are RGB uint8 arrays of shape (H, W, 3), exactly as decoded: no rotation from
   display-matrix metadata and no EXIF orientation (decord cannot apply them, so no
   backend does).
@@ -212,7 +215,9 @@ class FolderReader(_BaseReader):
             key=lambda p: natural_key(p.name),
         )
         if not files:
-            raise VideoError(f"{folder}: no frames in folder (expected {', '.join(FRAME_EXTENSIONS)} files)")
+            subfolders = sum(1 for p in folder.iterdir() if p.is_dir())
+            hint = f"; it holds {subfolders} subfolders: pass one video's folder" if subfolders else ""
+            raise VideoError(f"{folder}: no frames in folder (expected {', '.join(FRAME_EXTENSIONS)} files){hint}")
         size: tuple[int, int] | None = None
         for file in files:
             try:
@@ -246,7 +251,7 @@ class FolderReader(_BaseReader):
         file = self._files[index]
         try:
             with Image.open(file) as image:
-                frame = np.asarray(image.convert("RGB"))
+                frame = np.array(image.convert("RGB"))  # writable, like the decoders' frames
         except (OSError, UnidentifiedImageError) as exc:
             raise VideoError(f"{file}: cannot decode frame {index} ({_one_line(exc)})") from exc
         if frame.shape[:2] != (self._ref.height, self._ref.width):
@@ -384,7 +389,11 @@ def _index_stream(path: Path, container: Any) -> _StreamIndex:
         num_frames, index_pts, index_keys = tail.count, None, (0,)
     if declared and num_frames != declared:
         logger.warning(
-            "%s: container lists %d frames but %d decode; serving those %d", path, declared, num_frames, num_frames
+            "%s: container lists %d frames but %d decode; serving the %d that decode",
+            path,
+            declared,
+            num_frames,
+            num_frames,
         )
     rate = stream.average_rate or stream.guessed_rate
     return _StreamIndex(
@@ -727,7 +736,7 @@ def open_video(path: str | Path, backend: str = "auto") -> FrameReader:
     path: missing, empty, not a video, truncated, mixed frame sizes. An unknown backend
     name raises SpecError.
     """
-    file = Path(path)
+    file = Path(path).expanduser()
     if backend != "auto" and backend not in FRAME_READERS:
         raise SpecError(f"unknown frame reader '{backend}'; choose one of auto, {', '.join(FRAME_READERS)}")
     if not file.exists():

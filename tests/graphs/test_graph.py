@@ -78,7 +78,9 @@ def test_box_entirely_outside_the_frame_fails_ground(small_clip: Path, tmp_path:
 
 
 def test_no_target_writes_empty_masks_for_every_frame(small_clip: Path, tmp_path: Path) -> None:
-    state = run(ScriptedPolicy(["<think>nothing matches</think><answer>[]</answer>"]), small_clip, tmp_path, BoxTracker())
+    state = run(
+        ScriptedPolicy(["<think>nothing matches</think><answer>[]</answer>"]), small_clip, tmp_path, BoxTracker()
+    )
     assert state["status"] == Status.NO_TARGET.value
     masks = read_masks_json(state["outputs"]["masks_json"])
     assert masks.num_frames == 24 and not any(masks.union(i).any() for i in range(24))
@@ -111,15 +113,17 @@ def test_several_objects_on_different_keyframes_are_tracked_and_kept_apart(small
 
 
 def test_max_objects_keeps_the_first_listed(small_clip: Path, tmp_path: Path) -> None:
-    turn1 = "<answer>[{'frame_idx': 0, 'object description': 'a'}, {'frame_idx': 1, 'object description': 'b'}]</answer>"
+    turn1 = (
+        "<answer>[{'frame_idx': 0, 'object description': 'a'}, {'frame_idx': 1, 'object description': 'b'}]</answer>"
+    )
     state = run(ScriptedPolicy([turn1, TURN2]), small_clip, tmp_path, BoxTracker(), max_objects=1)
     assert [t["description"] for t in state["targets"]] == ["a"]
 
 
 def test_short_video_repeats_sampled_indices(tmp_path: Path) -> None:
-    from tests.conftest import write_clip
-
     import numpy as np
+
+    from tests.conftest import write_clip
 
     clip = write_clip(tmp_path / "three.mp4", [np.full((64, 96, 3), 40 * i, np.uint8) for i in range(3)])
     state = run(ScriptedPolicy([TURN1, TURN2]), clip, tmp_path / "out", BoxTracker())
@@ -128,14 +132,16 @@ def test_short_video_repeats_sampled_indices(tmp_path: Path) -> None:
 
 
 def test_missing_video_raises_video_error(tmp_path: Path) -> None:
-    with pytest.raises(VideoError, match="missing.mp4"):
+    with pytest.raises(VideoError, match=r"missing\.mp4"):
         run(ScriptedPolicy([]), tmp_path / "missing.mp4", tmp_path)
 
 
 def test_trajectory_from_state_round_trips(small_clip: Path, tmp_path: Path) -> None:
     policy = ScriptedPolicy([TURN1, TURN2])
     context = ChainContext(policy=policy, tracker=BoxTracker())
-    state = build_graph().invoke({"video_path": str(small_clip), "query": "q", "out_dir": str(tmp_path)}, context=context)
+    state = build_graph().invoke(
+        {"video_path": str(small_clip), "query": "q", "out_dir": str(tmp_path)}, context=context
+    )
     trajectory = trajectory_from_state(state, context, query_id="q1")
     assert trajectory.keyframe_index == 5 and trajectory.query_id == "q1"
     assert trajectory.turns[0].token_ids is not None and trajectory.turns[1].parse_ok

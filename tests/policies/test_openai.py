@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +16,18 @@ from revseg.policies import build_policy
 from revseg.policies.base import ImagePart, Message, TextPart
 from revseg.policies.openai import OpenAIPolicy
 from revseg.settings import SamplingParams
-from revseg.testing.chat_server import ChatServerFault, ChatServerLog, chat_server
+from revseg.testing.chat_server import ChatServerFault, ChatServerLog, chat_server, paper_responder
+from tests.policies.conformance import conformance_test
+
+
+@pytest.fixture
+def openai_policy() -> Iterator[OpenAIPolicy]:
+    """An openai: policy talking to a local server that answers in the paper's format."""
+    with chat_server(paper_responder()) as url:
+        yield OpenAIPolicy("qwen2.5-vl", base_url=url)
+
+
+test_openai_policy_conforms = conformance_test("openai_policy")
 
 
 def conversation() -> list[Message]:

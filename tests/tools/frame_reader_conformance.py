@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -56,7 +56,7 @@ def write_clip(
     import av
 
     with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps))
+        stream: Any = container.add_stream(codec, rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.gop_size = gop
         if options:
@@ -129,6 +129,7 @@ class FrameReaderConformance:
         (frame,) = reader.read([0])
         assert frame.dtype == np.uint8
         assert frame.shape == (reader.ref.height, reader.ref.width, 3)
+        assert frame.flags.writeable  # callers (trackers' preprocessing) may work in place
 
     def test_random_reads_match_sequential_decode(self, reader: FrameReader, reference: list[np.ndarray]) -> None:
         rng = np.random.default_rng(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -52,6 +53,16 @@ GENERATED = {
     "clip.webm": (30, 64, 48, "libvpx-vp9"),
     "clip.avi": (30, 64, 48, "mpeg4"),
     "clip.mov": (30, 64, 48, "libx264"),
+    "hevc.mp4": (20, 64, 48, "libx265"),
+    "lossless.mkv": (20, 64, 48, "ffv1"),
+}
+
+# Streams decord must not read (no seek index, or a codec its ffmpeg lacks): PyAV only.
+PYAV_ONLY = {
+    "clip.ts": (30, 64, 48, "libx264"),
+    "clip.mpg": (30, 64, 48, "mpeg2video"),
+    "raw.h264": (30, 64, 48, "libx264"),
+    "av1.webm": (12, 64, 48, "libsvtav1"),
 }
 
 
@@ -59,7 +70,7 @@ GENERATED = {
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every generated clip, written once per session."""
     folder = tmp_path_factory.mktemp("clips")
-    for name, (count, width, height, codec) in GENERATED.items():
+    for name, (count, width, height, codec) in {**GENERATED, **PYAV_ONLY}.items():
         write_clip(folder / name, count, width, height, codec)
     return folder
 
@@ -84,7 +95,41 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 class TestFileBackends(FrameReaderConformance):
-    """decord and PyAV on mp4/mkv/webm/avi/mov, 1-frame, 5-frame and portrait clips, and two real videos."""
+    """decord and PyAV on mp4/mkv/webm/avi/mov, H.264/HEVC/VP9/MPEG-4/FFV1, 1-, 5-frame and portrait clips."""
+
+
+@pytest.fixture(scope="session", params=list(PYAV_ONLY))
+def pyav_only_clip(request: pytest.FixtureRequest, clip_dir: Path) -> Path:
+    return clip_dir / str(request.param)
+
+
+@pytest.fixture(scope="session")
+def pyav_only_reference(pyav_only_clip: Path) -> list[np.ndarray]:
+    return reference_frames(pyav_only_clip)
+
+
+class TestPyAVOnlyStreams(FrameReaderConformance):
+    """MPEG-TS/PS and raw H.264 (decoded from the start, no seeking) and AV1, through PyAV."""
+
+    @pytest.fixture
+    def video_path(self, pyav_only_clip: Path) -> Path:
+        return pyav_only_clip
+
+    @pytest.fixture
+    def reference(self, pyav_only_reference: list[np.ndarray]) -> list[np.ndarray]:
+        return pyav_only_reference
+
+    @pytest.fixture
+    def backend(self) -> str:
+        return "pyav"
+
+
+@pytest.mark.parametrize("name", list(PYAV_ONLY))
+def test_decord_declines_streams_it_would_misread_and_auto_uses_pyav(clip_dir: Path, name: str) -> None:
+    """decord returns wrong frames after seeks in MPEG-PS and cannot open AV1: it must step aside."""
+    with pytest.raises(VideoError, match="use backend='pyav'"):
+        open_video(clip_dir / name, "decord")
+    assert open_video(clip_dir / name).ref.backend == "pyav"
 
 
 @pytest.fixture(scope="session", params=[".png", ".jpg"])
@@ -158,6 +203,20 @@ def test_auto_falls_back_to_pyav_where_decord_has_a_size_bug(tmp_path: Path) -> 
     assert np.array_equal(reader.read([5])[0], reference_frames(clip)[5])
     with pytest.raises(VideoError, match="use backend='pyav'"):
         open_video(clip, "decord")
+
+
+def test_decord_declines_when_its_seek_disagrees_with_the_probe(
+    clip_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard against decord's silent wrong-frame seeks: a last frame unlike PyAV's makes it step aside."""
+    path = clip_dir / "gop10.mp4"
+    index = frames._probe_file(path)
+    wrong = dataclasses.replace(index, last_frame=tuple(255 - v for v in index.last_frame))
+    monkeypatch.setattr(frames, "_probe_file", lambda _: wrong)
+    monkeypatch.setattr(frames, "_DECORD_AGREED", set())
+    with pytest.raises(VideoError, match="returns a different frame"):
+        open_video(path, "decord")
+    assert open_video(path).ref.backend == "pyav"
 
 
 def test_unknown_backend_is_a_spec_error(clip_dir: Path) -> None:
@@ -268,8 +327,8 @@ def test_over_reported_frame_count_is_corrected(
     import av
 
     with av.open(str(faststart_bikes)) as container:
-        packets = sorted((p for p in container.demux(video=0) if p.size), key=lambda p: p.pos)
-        end = packets[119].pos + packets[119].size
+        spans = sorted((p.pos or 0, p.size) for p in container.demux(video=0) if p.size)
+        end = spans[119][0] + spans[119][1]
     cut = tmp_path / "cut120.mp4"
     cut.write_bytes(faststart_bikes.read_bytes()[:end])
     frames._probe_cached.cache_clear()  # the warning is logged once per probe
@@ -286,6 +345,12 @@ def test_over_reported_frame_count_is_corrected(
 def test_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(VideoError, match="no frames in folder"):
         open_video(tmp_path)
+
+
+def test_benchmark_root_instead_of_a_video_folder_gets_a_hint(tmp_path: Path) -> None:
+    write_frame_folder(tmp_path / "JPEGImages" / "bear", [synthetic_frame(0, 8, 6)], suffix=".jpg")
+    with pytest.raises(VideoError, match="holds 1 subfolders: pass one video's folder"):
+        open_video(tmp_path / "JPEGImages")
 
 
 def test_folder_without_images(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ def test_exported_frames_track_like_the_native_jpeg_folder(tracker: Sam2Tracker,
     with reader_for(clips["jpg"]) as a, reader_for(clips["png"]) as b:
         native, exported = dict(track_all(tracker, a)), dict(track_all(tracker, b))
     agreement = np.mean([np.mean(native[i] == exported[i]) for i in range(CLIP_FRAMES)])
-    assert agreement > 0.9, agreement
+    assert agreement > 0.98, agreement
 
 
 def test_native_mp4_leaves_decord_returning_numpy(tracker: Sam2Tracker, clips: dict[str, Path]) -> None:
@@ -175,12 +175,35 @@ def test_several_boxes_are_tracked_as_separate_objects(tracker: Sam2Tracker, cli
     assert not np.array_equal(masks[:, 0], masks[:, 1]), "two different boxes gave identical masks"
 
 
+def test_falls_back_to_exported_frames_when_sam2_reads_the_video_differently(
+    tracker: Sam2Tracker,
+    clips: dict[str, Path],
+    tmp_path: Path,
+    frames: list[np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If sam2's own decoding disagrees with the frame reader (count or size), the reader's frames win."""
+    shorter = write_frames(tmp_path / "shorter", frames[:3], ".jpg")
+    monkeypatch.setattr(sam2_backend, "native_input", lambda ref: str(shorter))
+    with reader_for(clips["png"]) as reader:
+        out = track_all(tracker, reader)
+    assert sorted(i for i, _ in out) == list(range(CLIP_FRAMES))
+
+
+def test_numpy_boxes_are_accepted(tracker: Sam2Tracker, clips: dict[str, Path]) -> None:
+    with reader_for(clips["jpg"]) as reader:
+        boxes = np.array([[20, 30, 200, 220], [300, 40, 500, 200]], dtype=np.float32)
+        out = list(tracker.track(reader, 1, list(boxes)))
+    assert out[0].masks.shape == (2, 272, 640)
+
+
 def test_boxes_reaching_outside_the_frame_are_clipped(tracker: Sam2Tracker, clips: dict[str, Path]) -> None:
     with reader_for(clips["jpg"]) as reader:
         out = list(tracker.track(reader, 2, [(-50.0, -20.0, 9000.0, 100.0)]))
     assert len(out) == CLIP_FRAMES
 
 
+@pytest.mark.slow
 def test_full_bikes_clip_every_frame_once(tracker: Sam2Tracker, bikes_mp4: Path) -> None:
     """The whole real clip (250 frames, 640x272) through sam2's native mp4 path, keyframe in the middle."""
     with reader_for(bikes_mp4) as reader:

@@ -54,7 +54,9 @@ def ground(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
         turn = record_turn(turn, generation, perf_counter() - start)
         elapsed += turn.duration_s
         answer = parse_box_answer(generation.text)
-        turn = turn.model_copy(update={"parse_ok": answer.ok, "parse_reason": answer.reason, "parsed": answer.to_dict()})
+        turn = turn.model_copy(
+            update={"parse_ok": answer.ok, "parse_reason": answer.reason, "parsed": answer.to_dict()}
+        )
         turns.append(turn.model_dump(mode="json"))
         if not answer.ok or answer.first is None:
             return _end(turns, targets, Status.FAILED_GROUND, f"turn 2 (target {number}): {answer.reason}", elapsed)
@@ -72,4 +74,10 @@ def ground(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
 
 
 def _end(turns: list[Any], targets: list[Any], status: Status, reason: str, elapsed: float) -> dict[str, Any]:
-    return {"turns": turns, "targets": targets, "status": status.value, "reason": reason, "timings": {"ground": elapsed}}
+    return {
+        "turns": turns,
+        "targets": targets,
+        "status": status.value,
+        "reason": reason,
+        "timings": {"ground": elapsed},
+    }

@@ -21,7 +21,9 @@ def interpret(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, An
     ctx = runtime.context
     size = ctx.settings.frame_size
     frames = resized_frames(state["video_path"], ctx.frame_backend, state["sampled_indices"], size)
-    prompt = get_prompt_set(ctx.settings.prompt_set).render_interpret(state["query"], len(frames), ctx.settings.fps_label)
+    prompt = get_prompt_set(ctx.settings.prompt_set).render_interpret(
+        state["query"], len(frames), ctx.settings.fps_label
+    )
     turn = TurnRecord(
         name="interpret",
         prompt=prompt,

@@ -40,7 +40,11 @@ def segment(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]
         if state.get("status") != Status.NO_TARGET.value:
             _track_into(writer, reader, targets, ctx)
     except TrackerError as exc:
-        return {"status": Status.TRACKER_ERROR.value, "reason": str(exc), "timings": {"segment": perf_counter() - start}}
+        return {
+            "status": Status.TRACKER_ERROR.value,
+            "reason": str(exc),
+            "timings": {"segment": perf_counter() - start},
+        }
     finally:
         reader.close()
     masks_json = writer.close()
@@ -59,15 +63,15 @@ def _track_into(writer: MaskWriter, reader: FrameReader, targets: list[dict[str,
     for number, target in enumerate(targets):
         groups[target["frame_index"]].append(number)
     if len(groups) == 1:
-        (keyframe, numbers), = groups.items()
+        ((keyframe, numbers),) = groups.items()
         boxes = [tuple(targets[n]["box"]) for n in numbers]
-        for item in ctx.tracker.track(reader, keyframe, boxes, progress=ctx.progress):  # type: ignore[arg-type]
+        for item in ctx.tracker.track(reader, keyframe, boxes, progress=ctx.progress):
             writer.write(item.frame_index, item.masks)
         return
     per_frame: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
     for keyframe, numbers in groups.items():
         boxes = [tuple(targets[n]["box"]) for n in numbers]
-        for item in ctx.tracker.track(reader, keyframe, boxes, progress=ctx.progress):  # type: ignore[arg-type]
+        for item in ctx.tracker.track(reader, keyframe, boxes, progress=ctx.progress):
             for number, mask in zip(numbers, item.masks, strict=True):
                 per_frame[item.frame_index][number] = encode_rle(mask)
     for frame_index, by_target in sorted(per_frame.items()):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import numbers
 import shutil
 import tempfile
 import threading
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from revseg.errors import ModelLoadError, RevsegError, SpecError, TrackerError, VideoError
 from revseg.hub import resolve_model_dir
+from revseg.tools.trackers import DEFAULT_TRACKER
 from revseg.tools.trackers.base import FrameMasks
 from revseg.trajectory import BoxXYXY
 
@@ -53,19 +55,21 @@ if TYPE_CHECKING:
     from revseg.trajectory import VideoRef
 
 __all__ = [
-    "DEFAULT_SPEC",
     "SCHEME",
     "Sam2Tracker",
     "Sam2Weights",
     "build_sam2_video_model",
+    "check_prompt",
+    "export_jpeg_frames",
     "instantiate_sam2",
+    "native_input",
+    "pick_device",
     "resolve_sam2_spec",
 ]
 
 log = logging.getLogger(__name__)
 
 SCHEME = "sam2"
-DEFAULT_SPEC = "sam2:facebook/sam2.1-hiera-large"
 
 # Settings sam2's build_sam2_video_predictor adds on top of every config for inference:
 # fall back to multimask output when a single mask is unstable, binarize prompted masks
@@ -175,7 +179,7 @@ def resolve_sam2_spec(spec: str) -> Sam2Weights:
     scheme, sep, rest = spec.partition(":")
     if scheme != SCHEME or not sep or not rest.strip():
         raise SpecError(
-            f"tracker spec '{spec}' is not a sam2 spec; expected {SCHEME}:HUB_ID (e.g. {DEFAULT_SPEC}) "
+            f"tracker spec '{spec}' is not a sam2 spec; expected {SCHEME}:HUB_ID (e.g. {DEFAULT_TRACKER}) "
             f"or {SCHEME}:CONFIG:CHECKPOINT"
         )
     config, sep, checkpoint = rest.partition(":")
@@ -255,7 +259,12 @@ def build_sam2_video_model(weights: Sam2Weights, device: torch.device) -> Any:
         raise ModelLoadError(
             f"sam2 checkpoint '{weights.checkpoint}' does not fit config '{weights.config}': {_first_lines(exc)}"
         ) from exc
-    return model.to(device).eval()
+    try:
+        return model.to(device).eval()
+    except RuntimeError as exc:  # an invalid device ordinal, or out of memory while moving weights
+        raise ModelLoadError(
+            f"sam2 model from '{weights.checkpoint}' cannot move to {device}: {_first_lines(exc)}"
+        ) from exc
 
 
 def _first_lines(exc: BaseException, n: int = 4, width: int = 400) -> str:
@@ -306,7 +315,7 @@ def check_prompt(ref: VideoRef, keyframe_index: int, boxes: Sequence[BoxXYXY]) -
         raise TrackerError(f"no boxes to track on keyframe {keyframe_index} of video '{ref.path}'")
     clipped: list[BoxXYXY] = []
     for i, box in enumerate(boxes):
-        if len(box) != 4 or not all(isinstance(v, int | float) and math.isfinite(v) for v in box):
+        if len(box) != 4 or not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in box):
             raise TrackerError(
                 f"box {i} {tuple(box)!r} for video '{ref.path}' is not four finite numbers x1, y1, x2, y2"
             )

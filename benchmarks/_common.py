@@ -1,0 +1,68 @@
+"""Shared helpers for benchmark scripts: RSS sampling and appending tables to RESULTS.md."""
+
+from __future__ import annotations
+
+import platform
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def rss_bytes() -> int:
+    """Current resident set size of this process (Linux /proc)."""
+    with Path("/proc/self/statm").open() as f:
+        pages = int(f.read().split()[1])
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+class RssSampler:
+    """Samples RSS every few milliseconds in a thread, so a stage's peak can be read afterwards."""
+
+    def __init__(self, interval_s: float = 0.01) -> None:
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.perf_counter(), rss_bytes()))
+            time.sleep(self.interval_s)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak(self, start: float, end: float) -> int:
+        """Highest sampled RSS between two perf_counter times (the closest sample if none fell inside)."""
+        inside = [rss for t, rss in self.samples if start <= t <= end]
+        if inside:
+            return max(inside)
+        return min(self.samples, key=lambda s: abs(s[0] - end))[1] if self.samples else rss_bytes()
+
+
+def machine() -> str:
+    """One line describing where the numbers were taken."""
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def record(title: str, table: str, notes: str = "") -> None:
+    """Print a table and append it, dated and with the machine, to benchmarks/RESULTS.md."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    block = f"\n## {title}\n\n{stamp} · {machine()}\n\n{table}\n" + (f"\n{notes}\n" if notes else "")
+    print(block)
+    if not RESULTS.exists():
+        RESULTS.write_text("# Benchmark results\n\nEach section is appended by a script in `benchmarks/`.\n")
+    with RESULTS.open("a") as f:
+        f.write(block)
