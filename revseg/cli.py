@@ -114,7 +114,13 @@ def segment(
         policy_options=_policy_options(policy, base_url=base_url, box_convention=box_convention, device=device),
         tracker_options={"device": device},
     )
-    result = agent.run(video, query, out_dir, on_step=lambda node, update: _say(progress, _describe(node, update)))
+    result = agent.run(
+        video,
+        query,
+        out_dir,
+        on_start=lambda node: _say(progress, f"[{node}] {_STARTING.get(node, 'running')} ..."),
+        on_step=lambda node, update: _say(progress, _describe(node, update)),
+    )
     trajectory = result.trajectory
     typer.echo(f"status: {trajectory.status.value}" + (f" ({trajectory.reason})" if trajectory.reason else ""))
     if trajectory.targets:
@@ -135,6 +141,15 @@ def _policy_options(policy: str, **options: Any) -> dict[str, Any]:
 def _say(enabled: bool, message: str) -> None:
     if enabled:
         typer.echo(message, err=True)
+
+
+_STARTING = {
+    "sample": "decoding and sampling frames",
+    "interpret": "turn 1: the policy reasons over the sampled frames",
+    "select_frames": "parsing the keyframe answer",
+    "ground": "turn 2: the policy boxes the target on the keyframe",
+    "segment": "tracking the box through the video",
+}
 
 
 def _describe(node: str, update: dict[str, Any]) -> str:

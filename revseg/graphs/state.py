@@ -9,11 +9,13 @@ through LangGraph's runtime context, never through state or ``configurable``.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
 
 from revseg.policies.base import Policy
 from revseg.settings import ChainSettings, SamplingParams
+from revseg.tools.frames import ResizedFrameCache
 from revseg.tools.trackers.base import Tracker
 
 
@@ -53,3 +55,5 @@ class ChainContext:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     frame_backend: str = "auto"
     progress: bool = False
+    frame_cache: ResizedFrameCache = field(default_factory=ResizedFrameCache)
+    frame_cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -143,6 +143,7 @@ def test_trajectory_from_state_round_trips(small_clip: Path, tmp_path: Path) -> 
         {"video_path": str(small_clip), "query": "q", "out_dir": str(tmp_path)}, context=context
     )
     trajectory = trajectory_from_state(state, context, query_id="q1")
+    assert context.frame_cache.hits == 16  # turn 2's history reused turn 1's frames, no second decode
     assert trajectory.keyframe_index == 5 and trajectory.query_id == "q1"
     assert trajectory.turns[0].token_ids is not None and trajectory.turns[1].parse_ok
     assert set(trajectory.timings) >= {"sample", "interpret", "ground", "segment"}

@@ -29,14 +29,14 @@ def ground(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
     video = VideoRef.model_validate(state["video"])
     prompts = get_prompt_set(ctx.settings.prompt_set)
     first = state["turns"][0]
-    history = resized_frames(state["video_path"], ctx.frame_backend, state["sampled_indices"], ctx.settings.frame_size)
+    history = resized_frames(ctx, state["video_path"], state["sampled_indices"], ctx.settings.frame_size)
     size = ctx.settings.keyframe_size
     seen = ctx.policy.seen_size(*size)
     turns = list(state["turns"])
     targets = [dict(t) for t in state["targets"]]
     elapsed = 0.0
     for number, target in enumerate(targets):
-        keyframe = resized_frames(state["video_path"], ctx.frame_backend, [target["frame_index"]], size)[0]
+        keyframe = resized_frames(ctx, state["video_path"], [target["frame_index"]], size)[0]
         prompt = prompts.render_ground(target["description"])
         turn = TurnRecord(
             name="ground", prompt=prompt, image_frames=[target["frame_index"]], image_size=size, seen_size=seen

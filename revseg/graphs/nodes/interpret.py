@@ -20,7 +20,7 @@ def interpret(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, An
     """Ask the policy for a keyframe and a description of the target (prompt P1)."""
     ctx = runtime.context
     size = ctx.settings.frame_size
-    frames = resized_frames(state["video_path"], ctx.frame_backend, state["sampled_indices"], size)
+    frames = resized_frames(ctx, state["video_path"], state["sampled_indices"], size)
     prompt = get_prompt_set(ctx.settings.prompt_set).render_interpret(
         state["query"], len(frames), ctx.settings.fps_label
     )
