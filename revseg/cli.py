@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from revseg.errors import RevsegError
+from revseg.policies import DEFAULT_POLICY
+from revseg.tools.trackers import DEFAULT_TRACKER
 
 app = typer.Typer(
     name="revseg",
@@ -18,9 +20,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-DEFAULT_POLICY = "hf:Qwen/Qwen2.5-VL-7B-Instruct"
-DEFAULT_TRACKER = "sam2:facebook/sam2.1-hiera-large"
 
 PolicyOpt = Annotated[
     str,
