@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,6 +20,8 @@ from revseg.trajectory import Status, Trajectory
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from revseg.tools.masks import MaskSequence
 
 TRAJECTORY_FILE = "trajectory.json"
 OVERLAY_FILE = "overlay.mp4"
@@ -61,13 +64,18 @@ class SegmentationResult:
         """True when masks were written (not after a failure or with ``--tracker none``)."""
         return "masks_json" in self.trajectory.outputs
 
-    def mask(self, frame_index: int) -> np.ndarray:
-        """The union mask (H, W) bool of every target on one frame."""
+    @cached_property
+    def masks(self) -> MaskSequence | None:
+        """Every frame's masks, decoded on demand from ``masks.json``; None when no masks were written."""
         from revseg.tools.masks import read_masks_json
 
-        if not self.has_masks:
+        return read_masks_json(self.trajectory.outputs["masks_json"]) if self.has_masks else None
+
+    def mask(self, frame_index: int) -> np.ndarray:
+        """The union mask (H, W) bool of every target on one frame."""
+        if self.masks is None:
             raise OutputError(f"run in {self.out_dir} has no masks (status: {self.status.value})")
-        return read_masks_json(self.trajectory.outputs["masks_json"]).union(frame_index)
+        return self.masks.union(frame_index)
 
 
 class ReVSegAgent:
