@@ -48,7 +48,7 @@ def labels(method: str, video: str) -> np.ndarray:
 @pytest.mark.parametrize("video", VIDEOS)
 def test_every_frame_matches_the_official_davis_code(video: str) -> None:
     if not EXPECTED.is_file():
-        pytest.skip(f"shared DAVIS masks not found: expected {EXPECTED} (see /work/shared/data/README.md)")
+        pytest.skip(f"shared DAVIS masks not found: expected {EXPECTED} (see shared/data/README.md)")
     gt_labels, pred_labels = labels("osvos", video), labels("rvos", video)
     objects = [key for key in expected() if key.split("/")[0] == video]
     assert objects, f"no expected numbers for {video}"
@@ -132,7 +132,14 @@ def test_non_square_frame_with_vertical_bars(column: int, expected_f: float) -> 
 
 @pytest.mark.parametrize(
     ("bound_th", "height", "width", "pixels"),
-    [(0.008, 480, 854, 8), (0.008, 480, 910, 9), (0.008, 480, 1152, 10), (0.008, 5, 12, 1), (0.0, 9, 9, 0), (3, 9, 9, 3)],
+    [
+        (0.008, 480, 854, 8),
+        (0.008, 480, 910, 9),
+        (0.008, 480, 1152, 10),
+        (0.008, 5, 12, 1),
+        (0.0, 9, 9, 0),
+        (3, 9, 9, 3),
+    ],
 )
 def test_tolerance_is_the_rounded_up_fraction_of_the_diagonal_or_whole_pixels(
     bound_th: float, height: int, width: int, pixels: int
@@ -187,7 +194,9 @@ def test_tolerance_disk_is_the_official_one() -> None:
     for radius in range(31):
         covered = np.zeros((2 * radius + 1, 2 * radius + 1), bool)
         for half_height, half_width in _disk_rectangles(radius):
-            covered[radius - half_height : radius + half_height + 1, radius - half_width : radius + half_width + 1] = True
+            covered[radius - half_height : radius + half_height + 1, radius - half_width : radius + half_width + 1] = (
+                True
+            )
         np.testing.assert_array_equal(covered, morphology.disk(radius).astype(bool), err_msg=f"radius {radius}")
 
 
@@ -198,7 +207,7 @@ def reference_boundary(mask: np.ndarray) -> np.ndarray:
     """Pixels whose 2x2 block (east, south, south-east; the frame's last row and column repeated) varies."""
     padded = np.pad(mask, ((0, 1), (0, 1)), mode="edge")
     block = np.stack([padded[:-1, :-1], padded[:-1, 1:], padded[1:, :-1], padded[1:, 1:]])
-    return block.any(axis=0) & ~block.all(axis=0)
+    return np.logical_and(np.logical_or.reduce(block), ~np.logical_and.reduce(block))
 
 
 def reference_near(edges: np.ndarray, radius: int) -> np.ndarray:
