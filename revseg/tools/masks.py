@@ -2,8 +2,11 @@
 
 The tracker streams masks frame by frame, backwards from the keyframe then forwards, so
 :class:`MaskWriter` accepts frames in any order, writes each PNG at once (nothing
-full-size is held) and keeps only RLE, which is tiny, until :meth:`MaskWriter.close`
-writes ``masks.json``. Frames never given (a failed run, a no-target query) are written
+full-size is held) and appends each frame's RLE to a hidden scratch file beside it,
+keeping only its offset, until :meth:`MaskWriter.close` writes ``masks.json`` in frame
+order. RLE is small for real objects (1-2 KB a frame) but not for noisy masks (50 KB
+a 480p frame from a random test model), and a long video has many frames: memory must
+not follow the video's length. Frames never given (a failed run, a no-target query) are written
 as empty masks, so a run always leaves exactly one PNG per frame: benchmark scorers
 that look for every frame find it.
 
@@ -21,10 +24,11 @@ from __future__ import annotations
 
 import json
 import operator
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
@@ -155,7 +159,8 @@ class MaskWriter:
             raise ValueError(f"num_objects must be within 0..{MAX_OBJECTS}, got {num_objects}")
         self.frame_names = names
         self.num_objects = num_objects
-        self._frames: list[dict[str, Any] | None] = [None] * self.num_frames
+        self._spans: list[tuple[int, int] | None] = [None] * self.num_frames  # (offset, length) in the scratch file
+        self._scratch: BinaryIO | None = None
         self._missing: list[int] = []
         self._json_path: Path | None = None
         try:
@@ -175,7 +180,7 @@ class MaskWriter:
     @property
     def written(self) -> int:
         """How many frames have masks so far."""
-        return sum(entry is not None for entry in self._frames)
+        return sum(span is not None for span in self._spans)
 
     def write(self, frame_index: int, masks: np.ndarray) -> None:
         """Write one frame's (K, H, W) bool masks: its PNG now, its RLE into memory.
@@ -187,7 +192,7 @@ class MaskWriter:
         index = operator.index(frame_index)
         if not 0 <= index < self.num_frames:
             raise ValueError(f"frame index {index} out of range 0..{self.num_frames - 1}")
-        if self._frames[index] is not None:
+        if self._spans[index] is not None:
             raise ValueError(f"frame {index} was already written to {self.out_dir}")
         masks = np.asarray(masks)
         if masks.ndim == 2:
@@ -204,11 +209,8 @@ class MaskWriter:
             raise ValueError(f"frame {index}: expected {self.num_objects} object masks, got {masks.shape[0]}")
         masks = masks.astype(bool, copy=False)
         self._save_png(index, label_map(masks))
-        self._frames[index] = {
-            "frame_index": index,
-            "union": encode_rle(np.any(masks, axis=0)),
-            "objects": [encode_rle(m) for m in masks],
-        }
+        union = encode_rle(np.any(masks, axis=0))
+        self._store(index, {"frame_index": index, "union": union, "objects": [encode_rle(m) for m in masks]})
 
     def write_all(self, frames: Iterable[_HasFrameMasks]) -> None:
         """Write everything a tracker yields (objects with ``frame_index`` and ``masks``)."""
@@ -218,7 +220,7 @@ class MaskWriter:
     def write_empty(self) -> None:
         """Give every frame not yet written empty masks: the output of a no-target query."""
         for index in range(self.num_frames):
-            if self._frames[index] is None:
+            if self._spans[index] is None:
                 self._write_blank(index)
 
     def close(self) -> Path:
@@ -230,10 +232,10 @@ class MaskWriter:
         if self._json_path is not None:
             return self._json_path
         for index in range(self.num_frames):
-            if self._frames[index] is None:
+            if self._spans[index] is None:
                 self._missing.append(index)
-                self._write_blank(index)
-        record = {
+                self._save_png(index, np.zeros((self.height, self.width), dtype=np.uint8))
+        header = {
             "version": MASKS_JSON_VERSION,
             "num_frames": self.num_frames,
             "height": self.height,
@@ -241,15 +243,21 @@ class MaskWriter:
             "objects": self.num_objects or 0,
             "frame_names": self.frame_names,
             "missing": self._missing,
-            "frames": self._frames,
         }
         path = self.json_path
         tmp = path.with_name(f".{path.name}.tmp")
         try:
-            tmp.write_text(json.dumps(record, separators=(",", ":")))
+            with tmp.open("wb") as out:
+                # the same bytes as json.dumps of the whole record, written one frame at a time
+                out.write(json.dumps(header, separators=(",", ":"))[:-1].encode() + b',"frames":[')
+                for index in range(self.num_frames):
+                    out.write((b"," if index else b"") + self._entry_bytes(index))
+                out.write(b"]}")
             tmp.replace(path)
         except OSError as exc:
             raise OutputError(f"cannot write {path.name} in {self.out_dir}: {exc.strerror or exc}") from exc
+        finally:
+            self._drop_scratch()
         self._json_path = path
         return path
 
@@ -261,8 +269,43 @@ class MaskWriter:
 
     def _write_blank(self, index: int) -> None:
         self._save_png(index, np.zeros((self.height, self.width), dtype=np.uint8))
+        self._store(index, self._blank_entry(index))
+
+    def _blank_entry(self, index: int) -> dict[str, Any]:
         empty = empty_rle(self.height, self.width)
-        self._frames[index] = {"frame_index": index, "union": empty, "objects": [empty] * (self.num_objects or 0)}
+        return {"frame_index": index, "union": empty, "objects": [empty] * (self.num_objects or 0)}
+
+    @property
+    def _scratch_path(self) -> Path:
+        return self.out_dir / f".{MASKS_JSON}.parts"
+
+    def _store(self, index: int, entry: dict[str, Any]) -> None:
+        """Append one frame's JSON entry to the scratch file and remember where it is."""
+        data = json.dumps(entry, separators=(",", ":")).encode()
+        try:
+            if self._scratch is None:
+                self._scratch = self._scratch_path.open("w+b")
+            self._scratch.seek(0, os.SEEK_END)
+            offset = self._scratch.tell()
+            self._scratch.write(data)
+        except OSError as exc:
+            raise OutputError(f"cannot write mask data in {self.out_dir}: {exc.strerror or exc}") from exc
+        self._spans[index] = (offset, len(data))
+
+    def _entry_bytes(self, index: int) -> bytes:
+        """A frame's JSON entry: from the scratch file, or an empty one for a frame never given."""
+        span = self._spans[index]
+        if span is None:
+            return json.dumps(self._blank_entry(index), separators=(",", ":")).encode()
+        assert self._scratch is not None
+        self._scratch.seek(span[0])
+        return self._scratch.read(span[1])
+
+    def _drop_scratch(self) -> None:
+        if self._scratch is not None:
+            self._scratch.close()
+            self._scratch = None
+        self._scratch_path.unlink(missing_ok=True)
 
     def _save_png(self, index: int, labels: np.ndarray) -> None:
         from PIL import Image

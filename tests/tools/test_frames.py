@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,7 +42,23 @@ from tests.tools.frame_reader_conformance import (
 )
 
 # A new file backend joins the conformance suite by one entry here.
-FILE_BACKENDS_UNDER_TEST = ["decord", "pyav"]
+FILE_BACKENDS_UNDER_TEST = ["decord", "pyav", "torchcodec"]
+
+
+def torchcodec_missing() -> str | None:
+    """Why torchcodec cannot run here (not installed, or no FFmpeg 4-8 libraries), or None when it can."""
+    try:
+        frames._torchcodec_decoder_class()
+    except VideoError as exc:
+        return str(exc)
+    return None
+
+
+def skip_unavailable(backend: str) -> None:
+    """Skip a torchcodec test where torchcodec cannot load, saying why: it is optional."""
+    if backend == "torchcodec" and (reason := torchcodec_missing()):
+        pytest.skip(f"torchcodec unavailable: {reason}")
+
 
 # Generated clips: name -> (frames, width, height, codec). Small, so the suite stays fast;
 # gop 10 with B-frames gives many keyframes to seek between.
@@ -91,6 +109,7 @@ def reference(video_path: Path) -> list[np.ndarray]:
 
 @pytest.fixture(params=FILE_BACKENDS_UNDER_TEST)
 def backend(request: pytest.FixtureRequest) -> str:
+    skip_unavailable(str(request.param))
     return str(request.param)
 
 
@@ -129,7 +148,9 @@ def test_decord_declines_streams_it_would_misread_and_auto_uses_pyav(clip_dir: P
     """decord returns wrong frames after seeks in MPEG-PS and cannot open AV1: it must step aside."""
     with pytest.raises(VideoError, match="use backend='pyav'"):
         open_video(clip_dir / name, "decord")
-    assert open_video(clip_dir / name).ref.backend == "pyav"
+    reader = open_video(clip_dir / name)
+    assert reader.ref.backend in {"pyav", "torchcodec"}  # torchcodec reads AV1 where its FFmpeg has a decoder
+    assert np.array_equal(reader.read([5])[0], reference_frames(clip_dir / name)[5])
 
 
 @pytest.fixture(scope="session", params=[".png", ".jpg"])
@@ -183,13 +204,23 @@ def test_auto_reads_folders_with_the_folder_backend(tmp_path: Path) -> None:
     assert open_video(tmp_path).ref.backend == "folder"
 
 
-def test_auto_prefers_decord_for_files(clip_dir: Path) -> None:
-    assert FILE_BACKENDS[0] == "decord"
+def test_auto_uses_the_measured_fastest_backend_for_files(clip_dir: Path) -> None:
+    """benchmarks/bench_frames.py: least decoding time per chain run, all bit-identical; torchcodec where it loads."""
+    assert FILE_BACKENDS == ("torchcodec", "decord", "pyav")
+    expected = "torchcodec" if torchcodec_missing() is None else "decord"
+    assert open_video(clip_dir / "gop10.mp4").ref.backend == expected
+
+
+def test_auto_moves_on_when_a_backend_declines(clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(frames, "FILE_BACKENDS", ("decord", "pyav"))
     assert open_video(clip_dir / "gop10.mp4").ref.backend == "decord"
+    monkeypatch.setitem(sys.modules, "decord", None)  # makes `import decord` raise ImportError
+    assert open_video(clip_dir / "gop10.mp4").ref.backend == "pyav"
 
 
 def test_auto_falls_back_to_pyav_when_decord_is_missing(clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "decord", None)  # makes `import decord` raise ImportError
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)  # and torchcodec, first in line where it loads
     assert open_video(clip_dir / "gop10.mp4").ref.backend == "pyav"
     with pytest.raises(VideoError, match="decord is not installed"):
         open_video(clip_dir / "gop10.mp4", "decord")
@@ -199,7 +230,7 @@ def test_auto_falls_back_to_pyav_where_decord_has_a_size_bug(tmp_path: Path) -> 
     """decord 0.6 fails to copy out frames of some sizes (48x96, 72x128): auto must still read them."""
     clip = write_clip(tmp_path / "narrow.mp4", 6, 48, 96)
     reader = open_video(clip)
-    assert reader.ref.backend == "pyav"
+    assert reader.ref.backend in {"pyav", "torchcodec"}
     assert np.array_equal(reader.read([5])[0], reference_frames(clip)[5])
     with pytest.raises(VideoError, match="use backend='pyav'"):
         open_video(clip, "decord")
@@ -214,9 +245,10 @@ def test_decord_declines_when_its_seek_disagrees_with_the_probe(
     wrong = dataclasses.replace(index, last_frame=tuple(255 - v for v in index.last_frame))
     monkeypatch.setattr(frames, "_probe_file", lambda _: wrong)
     monkeypatch.setattr(frames, "_DECORD_AGREED", set())
+    monkeypatch.setattr(frames, "_TORCHCODEC_AGREED", set())
     with pytest.raises(VideoError, match="returns a different frame"):
         open_video(path, "decord")
-    assert open_video(path).ref.backend == "pyav"
+    assert open_video(path).ref.backend == "pyav"  # torchcodec's seek disagrees with this probe too
 
 
 def test_unknown_backend_is_a_spec_error(clip_dir: Path) -> None:
@@ -225,7 +257,7 @@ def test_unknown_backend_is_a_spec_error(clip_dir: Path) -> None:
 
 
 def test_registry_is_a_plain_dict_of_factories() -> None:
-    assert set(FRAME_READERS) == {"folder", "decord", "pyav"}
+    assert set(FRAME_READERS) == {"folder", "decord", "pyav", "torchcodec"}
     assert set(FILE_BACKENDS) <= set(FRAME_READERS)
 
 
@@ -325,6 +357,8 @@ def test_over_reported_frame_count_is_corrected(
 ) -> None:
     """A file cut exactly after packet 120 lists 250 frames but holds 120: serve those 120, and say so."""
     import av
+
+    skip_unavailable(backend)
 
     with av.open(str(faststart_bikes)) as container:
         spans = sorted((p.pos or 0, p.size) for p in container.demux(video=0) if p.size)
@@ -499,3 +533,120 @@ def test_stream_frames_with_progress_bar(clip_dir: Path, capsys: pytest.CaptureF
     assert sum(1 for _ in stream_frames(reader, 1, progress=True, desc="decoding")) == 4
     assert "decoding" in capsys.readouterr().err
     assert sum(1 for _ in stream_frames(reader)) == 5
+
+
+# --- rotated and variable-frame-rate video ----------------------------------------------------
+
+
+def write_rotated(path: Path, degrees: int, num_frames: int = 20) -> Path:
+    """An H.264 mp4 whose display matrix asks players to rotate it (as phones write portrait video)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream: Any = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.gop_size = 5
+        stream.set_display_rotation(degrees)
+        for index in range(num_frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(synthetic_frame(index, 64, 48), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_vfr(path: Path, num_frames: int = 40) -> Path:
+    """An H.264 mp4 whose frame durations vary from 10 to 250 ms (a phone's variable frame rate)."""
+    from fractions import Fraction
+
+    import av
+
+    rng = np.random.default_rng(0)
+    stamp = 0
+    with av.open(str(path), "w") as container:
+        stream: Any = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
+        stream.codec_context.gop_size = 10
+        for index in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(synthetic_frame(index, 64, 48), format="rgb24")
+            frame.pts, frame.time_base = stamp, Fraction(1, 1000)
+            stamp += int(rng.choice([10, 33, 40, 100, 250]))
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("degrees", [90, -90, 180])
+@pytest.mark.parametrize("backend", ["auto", "pyav", "torchcodec"])
+def test_rotated_video_is_served_upright_by_every_backend(tmp_path: Path, degrees: int, backend: str) -> None:
+    """The display rotation is applied (as players and torchcodec do): same upright pixels from every backend."""
+    import av
+
+    if not hasattr(av.video.stream.VideoStream, "set_display_rotation"):
+        pytest.skip("this PyAV cannot write a display matrix")
+    skip_unavailable(backend)
+    clip = write_rotated(tmp_path / f"rot{degrees}.mp4", degrees)
+    stored = reference_frames(clip)  # as encoded, not rotated
+    turns = round(degrees / 90) % 4
+    with closing(open_video(clip, backend)) as reader:
+        assert reader.ref.backend != "decord"
+        assert (reader.ref.width, reader.ref.height) == ((48, 64) if turns % 2 else (64, 48))
+        indices = [19, 3, 11, 0, 12]
+        for index, frame in zip(indices, reader.read(indices), strict=True):
+            assert np.array_equal(frame, np.rot90(stored[index], turns)), index
+            assert frame.flags.writeable
+        assert all(np.array_equal(a, np.rot90(b, turns)) for a, b in zip(reader.iter_frames(), stored, strict=True))
+
+
+def test_decord_declines_rotated_video(tmp_path: Path) -> None:
+    """decord ignores the display matrix (and returns 4-channel frames for quarter turns): it must step aside."""
+    import av
+
+    if not hasattr(av.video.stream.VideoStream, "set_display_rotation"):
+        pytest.skip("this PyAV cannot write a display matrix")
+    clip = write_rotated(tmp_path / "rot90.mp4", 90)
+    with pytest.raises(VideoError, match=r"display rotation \(90 degrees\).*use backend='pyav'"):
+        open_video(clip, "decord")
+
+
+@pytest.mark.parametrize("backend", ["auto", *FILE_BACKENDS_UNDER_TEST])
+def test_variable_frame_rate_frames_follow_presentation_order(tmp_path: Path, backend: str) -> None:
+    """Frame i is the i-th frame shown, whatever the gaps between timestamps; every backend agrees."""
+    skip_unavailable(backend)
+    clip = write_vfr(tmp_path / "vfr.mp4")
+    reference = reference_frames(clip)
+    with closing(open_video(clip, backend)) as reader:
+        assert reader.ref.num_frames == len(reference) == 40
+        indices = [39, 5, 20, 0, 17, 38]
+        for index, frame in zip(indices, reader.read(indices), strict=True):
+            assert np.array_equal(frame, reference[index]), index
+        assert all(np.array_equal(a, b) for a, b in zip(reader.iter_frames(), reference, strict=True))
+
+
+def _rss_mb() -> float:
+    with Path("/proc/self/statm").open() as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads RSS from /proc")
+@pytest.mark.parametrize("backend", FILE_BACKENDS_UNDER_TEST)
+def test_streaming_memory_does_not_grow_with_the_video(tmp_path: Path, backend: str) -> None:
+    """Trackers stream whole videos through ``iter_frames``: memory must not follow the length.
+
+    decord keeps every frame its ``get_batch`` decoded (0.8 MB a 480p frame), so streaming
+    through it grew without bound; 400 frames at 640x480 would hold about 370 MB.
+    """
+    skip_unavailable(backend)
+    clip = write_clip(tmp_path / "long.mp4", 400, 640, 480, gop=50, options={"preset": "ultrafast"})
+    with closing(open_video(clip, backend)) as reader:
+        frames_iter = reader.iter_frames()
+        for _ in range(50):
+            next(frames_iter)
+        before = _rss_mb()
+        count = 50 + sum(1 for _ in frames_iter)
+        grown = _rss_mb() - before
+    assert count == 400
+    assert grown < 60, f"{backend}: RSS grew {grown:.0f} MB while streaming 350 frames of 640x480"

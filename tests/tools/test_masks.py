@@ -236,3 +236,23 @@ def test_read_masks_json_missing_file(tmp_path: Path) -> None:
 def test_empty_rle_is_all_background() -> None:
     assert not decode_rle(empty_rle(6, 9)).any()
     assert decode_rle(empty_rle(6, 9)).shape == (6, 9)
+
+
+def test_writer_keeps_rle_on_disk_not_in_memory_and_writes_compact_json(tmp_path: Path) -> None:
+    """Long videos: each frame's RLE goes to a scratch file at once; masks.json is the same compact JSON as before."""
+    rng = np.random.default_rng(3)
+    frames = {t: random_masks(rng, 2, 9, 11) for t in range(5)}
+    writer = MaskWriter(tmp_path, num_frames=6, size=(11, 9))
+    for t in (4, 3, 0, 1, 2):
+        writer.write(t, frames[t])
+    assert not any(isinstance(v, dict) for v in vars(writer).values())  # no per-frame records held
+    assert (tmp_path / f".{MASKS_JSON}.parts").exists()
+    writer.close()
+    assert not (tmp_path / f".{MASKS_JSON}.parts").exists()
+    text = (tmp_path / MASKS_JSON).read_text()
+    record = json.loads(text)
+    assert text == json.dumps(record, separators=(",", ":"))
+    assert record["missing"] == [5] and [f["frame_index"] for f in record["frames"]] == list(range(6))
+    assert [len(f["objects"]) for f in record["frames"]] == [2] * 6
+    for t, masks in frames.items():
+        assert np.array_equal(read_masks_json(tmp_path).object_masks(t), masks)

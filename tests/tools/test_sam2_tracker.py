@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -107,16 +108,33 @@ def test_native_mp4_leaves_decord_returning_numpy(tracker: Sam2Tracker, clips: d
     """sam2's mp4 loader switches decord's bridge to torch; the backend must switch it back."""
     import decord.bridge
 
-    with reader_for(clips["mp4"]) as reader:
-        assert reader.ref.backend == "decord"
+    with closing(open_video(clips["mp4"], backend="decord")) as reader:
         track_all(tracker, reader)
         assert getattr(decord.bridge._CURRENT_BRIDGE, "type", "native") == "native"
         assert isinstance(reader.read([3])[0], np.ndarray)
 
 
-def test_mp4_left_to_pyav_is_exported(clips: dict[str, Path]) -> None:
-    """An mp4 the decord reader declined may be one decord gets wrong: sam2 must not decode it with decord."""
-    with closing(open_video(clips["mp4"], backend="pyav")) as reader:
+@pytest.mark.parametrize("backend", ["pyav", "decord"])
+def test_mp4_goes_to_sam2_natively_whichever_reader_opened_it(clips: dict[str, Path], backend: str) -> None:
+    """sam2 decodes mp4 with decord: fine wherever revseg's decord reader accepts the file, whoever opened it."""
+    with closing(open_video(clips["mp4"], backend=backend)) as reader:
+        assert native_input(reader.ref) == str(clips["mp4"])
+
+
+def test_mp4_decord_declines_is_exported(tmp_path: Path, frames: list[np.ndarray]) -> None:
+    """A rotated mp4: decord would hand sam2 sideways (or malformed) frames, so sam2 must not decode it itself."""
+    import av
+
+    path = tmp_path / "rotated.mp4"
+    with av.open(str(path), "w") as container:
+        stream: Any = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 640, 272, "yuv420p"
+        stream.set_display_rotation(90)
+        for frame in frames[:4]:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    with closing(open_video(path)) as reader:
+        assert (reader.ref.width, reader.ref.height) == (272, 640)  # upright
         assert native_input(reader.ref) is None
 
 
@@ -389,3 +407,66 @@ def test_tracks_on_cuda_with_bf16_autocast(tiny_sam2_spec: str, clips: dict[str,
     assert sorted(i for i, _ in out) == list(range(CLIP_FRAMES))
     assert all(m.dtype == np.bool_ and m.shape == (2, 272, 640) for _, m in out)
     assert not torch.is_autocast_enabled("cuda"), "autocast must not leak out of the tracker"
+
+
+# --- windowed tracking (bounded memory on long videos) ------------------------------------------
+
+WINDOW_CLIP_FRAMES = 30
+
+
+@pytest.fixture(scope="module")
+def window_clip(bikes_mp4: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 real frames at a quarter size, as PNGs (exported to JPEG whether windowed or not): several windows of 8."""
+    frames = bikes_frames(bikes_mp4, WINDOW_CLIP_FRAMES, (160, 68))
+    return write_frames(tmp_path_factory.mktemp("sam2-window") / "png", frames, ".png")
+
+
+def test_window_as_long_as_the_video_tracks_exactly_as_without(
+    tracker: Sam2Tracker, tiny_sam2_spec: str, window_clip: Path
+) -> None:
+    windowed = build_tracker(f"{tiny_sam2_spec}?window={WINDOW_CLIP_FRAMES}", device="cpu")
+    assert isinstance(windowed, Sam2Tracker) and windowed.window == WINDOW_CLIP_FRAMES
+    with reader_for(window_clip) as reader:
+        plain, bounded = dict(track_all(tracker, reader, 12, 2)), dict(track_all(windowed, reader, 12, 2))
+    assert all(np.array_equal(plain[i], bounded[i]) for i in range(WINDOW_CLIP_FRAMES))
+
+
+@pytest.mark.parametrize("keyframe", [0, 13, WINDOW_CLIP_FRAMES - 1])
+def test_windows_cover_every_frame_once_and_hold_at_most_window_frames(
+    tiny_sam2_spec: str, window_clip: Path, keyframe: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    windowed = build_tracker(tiny_sam2_spec, device="cpu", window=8)
+    assert isinstance(windowed, Sam2Tracker)
+    loaded: list[int] = []
+    real_init = windowed._init_from
+
+    def spy(source: str) -> dict:
+        state = real_init(source)
+        loaded.append(state["num_frames"])
+        return state
+
+    monkeypatch.setattr(windowed, "_init_from", spy)
+    with reader_for(window_clip) as reader:
+        out = track_all(windowed, reader, keyframe, 2)
+        plain = dict(track_all(build_tracker(tiny_sam2_spec, device="cpu"), reader, keyframe, 2))  # type: ignore[arg-type]
+    assert sorted(i for i, _ in out) == list(range(WINDOW_CLIP_FRAMES))
+    assert all(m.shape == (2, 68, 160) for _, m in out)
+    # 30 frames in windows of 8 that overlap by one: at least ceil(29 / 7) states, none over 8 frames
+    assert max(loaded) <= 8 and len(loaded) >= 5
+    assert np.array_equal(dict(out)[keyframe], plain[keyframe]), "the keyframe's mask comes from the box either way"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"window": 1}, "at least 2"), ({"window": "big"}, "at least 2"), ({"windows": 8}, "unknown option windows")],
+)
+def test_bad_window_options_are_spec_errors(tiny_sam2_spec: str, options: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        build_tracker(tiny_sam2_spec, device="cpu", **options)
+
+
+def test_memory_options_ride_in_the_spec(tiny_sam2_spec: str) -> None:
+    spec = f"{tiny_sam2_spec}?offload_video_to_cpu=true&offload_state_to_cpu=1&window=64"
+    built = build_tracker(spec, device="cpu")
+    assert isinstance(built, Sam2Tracker) and built.spec == spec
+    assert (built.offload_video_to_cpu, built.offload_state_to_cpu, built.window) == (True, True, 64)

@@ -32,6 +32,7 @@ from revseg.trajectory import BoxXYXY
 
 TRACKER_SPECS: list[str] = [
     "tiny_sam2_spec",  # sam2: (revseg.testing.build_tiny_sam2)
+    "tiny_hf_sam2_spec",  # hf-sam2: (revseg.testing.build_tiny_hf_sam2)
 ]
 """Fixture names returning tracker specs; a new backend adds its tiny model's fixture here."""
 

@@ -1,4 +1,4 @@
-"""Tracker backends, chosen by spec string: ``sam2:...``, later ``hf-sam2:...``, or ``none``.
+"""Tracker backends, chosen by spec string: ``sam2:...``, ``hf-sam2:...``, or ``none``.
 
 ``TRACKERS`` is the one registry: scheme -> factory ``(spec, *, device=None, **options)``.
 A new backend is one file plus one entry here; each factory imports its backend only
@@ -31,8 +31,15 @@ def _sam2(spec: str, *, device: str | None = None, **options: Any) -> Tracker:
     return Sam2Tracker.from_spec(spec, device=device, **options)
 
 
+def _hf_sam2(spec: str, *, device: str | None = None, **options: Any) -> Tracker:
+    from revseg.tools.trackers.hf_sam2 import HFSam2Tracker
+
+    return HFSam2Tracker.from_spec(spec, device=device, **options)
+
+
 TRACKERS: dict[str, TrackerFactory] = {
     "sam2": _sam2,
+    "hf-sam2": _hf_sam2,
 }
 
 
@@ -40,7 +47,9 @@ def build_tracker(spec: str, *, device: str | None = None, **options: Any) -> Tr
     """Build the tracker a spec names; ``"none"`` gives None (the chain then stops at boxes).
 
     ``device`` is a torch device string, None meaning cuda when available; ``options`` go
-    to the backend's constructor (for sam2: ``offload_video_to_cpu``, ``offload_state_to_cpu``).
+    to the backend's constructor (for sam2: ``offload_video_to_cpu``, ``offload_state_to_cpu``,
+    ``window``; for hf-sam2: ``bounded``, ``dtype``). Options may also ride in the spec after
+    ``?`` (``sam2:ID?window=300``), where they are recorded with it; keyword options win.
     Raises SpecError for an unknown or malformed spec, ModelLoadError for missing weights.
     """
     text = spec.strip()

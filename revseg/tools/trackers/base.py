@@ -1,17 +1,28 @@
-"""The Tracker contract: a box prompt on one frame in, masks for every frame out, streamed."""
+"""The Tracker contract: a box prompt on one frame in, masks for every frame out, streamed.
+
+Also the pieces every backend shares, so each checks prompts, picks devices and reads
+spec options the same way: :func:`check_prompt`, :func:`pick_device` and
+:func:`split_spec_options` / :func:`bind_options`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import inspect
+import math
+import numbers
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from revseg.errors import ModelLoadError, SpecError, TrackerError
 from revseg.trajectory import BoxXYXY
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
 
     from revseg.tools.frames import FrameReader
+    from revseg.trajectory import VideoRef
 
 
 @dataclass(frozen=True)
@@ -40,3 +51,108 @@ class Tracker(Protocol):
         propagation runs forwards to the end and backwards to the start.
         """
         ...
+
+
+def check_prompt(ref: VideoRef, keyframe_index: int, boxes: Sequence[BoxXYXY]) -> list[BoxXYXY]:
+    """Validate a box prompt and clip each box to the frame; raise TrackerError naming the fault.
+
+    A box with no area after clipping (a point, a line, or a box wholly outside the frame)
+    is an error rather than being widened to one pixel: a 1-pixel prompt makes SAM2 return
+    an arbitrary mask, and a silent wrong mask is worse than a failure the caller can record.
+    """
+    if not 0 <= keyframe_index < ref.num_frames:
+        raise TrackerError(
+            f"keyframe {keyframe_index} is out of range for video '{ref.path}' ({ref.num_frames} frames)"
+        )
+    if len(boxes) == 0:
+        raise TrackerError(f"no boxes to track on keyframe {keyframe_index} of video '{ref.path}'")
+    clipped: list[BoxXYXY] = []
+    for i, box in enumerate(boxes):
+        if len(box) != 4 or not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in box):
+            raise TrackerError(
+                f"box {i} {tuple(box)!r} for video '{ref.path}' is not four finite numbers x1, y1, x2, y2"
+            )
+        x1, y1, x2, y2 = (float(v) for v in box)
+        x1, x2 = min(max(x1, 0.0), ref.width), min(max(x2, 0.0), ref.width)
+        y1, y2 = min(max(y1, 0.0), ref.height), min(max(y2, 0.0), ref.height)
+        if x2 <= x1 or y2 <= y1:
+            raise TrackerError(
+                f"box {i} {tuple(box)!r} has no area inside the {ref.width}x{ref.height} frames of video "
+                f"'{ref.path}' (x1 < x2 and y1 < y2 needed after clipping)"
+            )
+        clipped.append((x1, y1, x2, y2))
+    return clipped
+
+
+def pick_device(device: str | None) -> torch.device:
+    """``None``/"auto" -> cuda when available, else cpu; anything else as torch spells it.
+
+    Both SAM2 stacks default to "cuda" or "cpu" inconsistently, so the device is always
+    passed explicitly.
+    """
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ModelLoadError(f"unknown tracker device '{device}': {exc}") from exc
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"tracker device '{device}' requested but CUDA is not available; use --device cpu")
+    return chosen
+
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def _option_value(text: str) -> Any:
+    """A spec option's value: bool, None, int, float or str, in that order of preference."""
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    if lowered in {"none", "null"}:
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def split_spec_options(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split ``SCHEME:ARGS?key=value&key=value`` into the bare spec and typed options.
+
+    Options in the spec travel with it into trajectories, so a run records settings that
+    change its masks (``sam2:...?window=300``). Values read as bool (true/false/yes/no/
+    on/off/1/0), None, int, float, else str. A part without ``=`` raises SpecError.
+    """
+    base, sep, query = spec.partition("?")
+    options: dict[str, Any] = {}
+    if not sep:
+        return spec, options
+    for part in query.split("&"):
+        if not part:
+            continue
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise SpecError(f"tracker spec '{spec}': option '{part}' is not KEY=VALUE")
+        options[key.strip()] = _option_value(value)
+    return base, options
+
+
+def bind_options(factory: Callable[..., Any], options: dict[str, Any], spec: str) -> dict[str, Any]:
+    """Check option names against ``factory``'s keyword-only parameters; SpecError lists the known ones."""
+    params = inspect.signature(factory).parameters
+    known = sorted(name for name, p in params.items() if p.kind is p.KEYWORD_ONLY and name not in {"spec", "device"})
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise SpecError(
+            f"tracker spec '{spec}': unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            f"(this backend takes: {', '.join(known) or 'none'})"
+        )
+    return options

@@ -18,21 +18,24 @@ its own hydra config would already own).
 
 Input pixels: sam2's ``init_state`` reads only an ``.mp4`` (through decord, resizing
 inside the decoder) or a folder of ``<integer>.jpg`` frames (through PIL). Any other
-input (PNG folders, mkv/webm/avi, JPEG names that are not integers, an mp4 that the
-frame reader had to leave to PyAV) is first exported
+input (PNG folders, mkv/webm/avi, JPEG names that are not integers, an mp4 that
+revseg's decord reader declines, such as a rotated one) is first exported
 from the FrameReader to a temporary JPEG folder (quality 95, 4:4:4 chroma), so masks on
 such input come from re-encoded pixels and may differ slightly from masks on the same
 frames given as ``.jpg`` or ``.mp4``. sam2 keeps every frame of the video in memory at
 the model's input size (``offload_video_to_cpu`` keeps them in host memory), and every
 tracked frame's outputs (``offload_state_to_cpu`` likewise).
+
+Options ride in the spec after ``?`` (recorded with it in trajectories) or come as
+keyword arguments: ``offload_video_to_cpu``, ``offload_state_to_cpu`` and ``window``
+(frames per stretch, for bounded memory on long videos; see :class:`Sam2Tracker`), e.g.
+``sam2:facebook/sam2.1-hiera-large?window=300&offload_video_to_cpu=true``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-import math
-import numbers
 import shutil
 import tempfile
 import threading
@@ -44,11 +47,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from revseg.errors import ModelLoadError, RevsegError, SpecError, TrackerError, VideoError
 from revseg.hub import resolve_model_dir
+from revseg.tools.frames import reads_exactly
 from revseg.tools.trackers import DEFAULT_TRACKER
-from revseg.tools.trackers.base import FrameMasks
+from revseg.tools.trackers.base import FrameMasks, bind_options, check_prompt, pick_device, split_spec_options
 from revseg.trajectory import BoxXYXY
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from revseg.tools.frames import FrameReader
@@ -176,6 +181,7 @@ def resolve_sam2_spec(spec: str) -> Sam2Weights:
     Raises SpecError for a malformed spec and ModelLoadError, naming the file, when a
     config or checkpoint cannot be found (fast, with a hint, when the hub is unreachable).
     """
+    spec, _options = split_spec_options(spec)
     scheme, sep, rest = spec.partition(":")
     if scheme != SCHEME or not sep or not rest.strip():
         raise SpecError(
@@ -188,24 +194,6 @@ def resolve_sam2_spec(spec: str) -> Sam2Weights:
     if not config.strip() or not checkpoint.strip():
         raise SpecError(f"tracker spec '{spec}': both CONFIG and CHECKPOINT are needed, e.g. {_local_hint()}")
     return Sam2Weights(_resolve_config(config.strip()), _resolve_checkpoint(checkpoint.strip()))
-
-
-def pick_device(device: str | None) -> torch.device:
-    """``None``/"auto" -> cuda when available, else cpu; anything else as torch spells it.
-
-    sam2 defaults to "cuda" everywhere, so the device is always passed explicitly.
-    """
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        chosen = torch.device(device)
-    except (RuntimeError, ValueError) as exc:
-        raise ModelLoadError(f"unknown tracker device '{device}': {exc}") from exc
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError(f"tracker device '{device}' requested but CUDA is not available; use --device cpu")
-    return chosen
 
 
 def instantiate_sam2(config: Path) -> Any:
@@ -300,49 +288,21 @@ def _install_quiet_tqdm() -> None:
         _tqdm_installed = True
 
 
-def check_prompt(ref: VideoRef, keyframe_index: int, boxes: Sequence[BoxXYXY]) -> list[BoxXYXY]:
-    """Validate a box prompt and clip each box to the frame; raise TrackerError naming the fault.
-
-    A box with no area after clipping (a point, a line, or a box wholly outside the frame)
-    is an error rather than being widened to one pixel: a 1-pixel prompt makes SAM2 return
-    an arbitrary mask, and a silent wrong mask is worse than a failure the caller can record.
-    """
-    if not 0 <= keyframe_index < ref.num_frames:
-        raise TrackerError(
-            f"keyframe {keyframe_index} is out of range for video '{ref.path}' ({ref.num_frames} frames)"
-        )
-    if len(boxes) == 0:
-        raise TrackerError(f"no boxes to track on keyframe {keyframe_index} of video '{ref.path}'")
-    clipped: list[BoxXYXY] = []
-    for i, box in enumerate(boxes):
-        if len(box) != 4 or not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in box):
-            raise TrackerError(
-                f"box {i} {tuple(box)!r} for video '{ref.path}' is not four finite numbers x1, y1, x2, y2"
-            )
-        x1, y1, x2, y2 = (float(v) for v in box)
-        x1, x2 = min(max(x1, 0.0), ref.width), min(max(x2, 0.0), ref.width)
-        y1, y2 = min(max(y1, 0.0), ref.height), min(max(y2, 0.0), ref.height)
-        if x2 <= x1 or y2 <= y1:
-            raise TrackerError(
-                f"box {i} {tuple(box)!r} has no area inside the {ref.width}x{ref.height} frames of video "
-                f"'{ref.path}' (x1 < x2 and y1 < y2 needed after clipping)"
-            )
-        clipped.append((x1, y1, x2, y2))
-    return clipped
-
-
 def native_input(ref: VideoRef) -> str | None:
     """The path to hand sam2's ``init_state`` directly, or None when frames must be exported.
 
-    Direct input: an ``.mp4`` opened by the decord frame reader (sam2 decodes mp4 with
-    decord, and revseg's decord reader only opens files where decord agrees with a full
-    PyAV probe; files decord gets wrong are left to PyAV and exported here), or a folder
-    of ``<integer>.jpg`` frames whose numeric order is also their name order (so every
-    reader agrees on it) and whose count matches the reader's.
+    Direct input: an ``.mp4`` that revseg's decord reader accepts, whichever reader the
+    caller opened it with (sam2 decodes mp4 with decord, and revseg's decord reader only
+    opens files where decord agrees with a full PyAV probe and that need no rotation;
+    files decord gets wrong are exported here), or a folder of ``<integer>.jpg`` frames
+    whose numeric order is also their name order (so every reader agrees on it) and
+    whose count matches the reader's.
     """
     path = Path(ref.path)
     if path.is_file():
-        return str(path) if path.suffix in _MP4_SUFFIXES and ref.backend == "decord" else None
+        if path.suffix not in _MP4_SUFFIXES:
+            return None
+        return str(path) if ref.backend == "decord" or reads_exactly(path, "decord") else None
     if not path.is_dir():
         return None
     names = sorted(p.name for p in path.iterdir() if p.suffix in _JPEG_SUFFIXES)
@@ -352,22 +312,29 @@ def native_input(ref: VideoRef) -> str | None:
     return str(path) if stems == sorted(stems, key=int) else None
 
 
-def export_jpeg_frames(video: FrameReader, folder: Path, *, progress: bool = False) -> int:
-    """Write every frame of ``video`` to ``folder/00000.jpg`` ..., streaming; return the count.
+def export_jpeg_frames(
+    video: FrameReader, folder: Path, *, progress: bool = False, start: int = 0, stop: int | None = None
+) -> int:
+    """Write frames ``start`` .. ``stop - 1`` of ``video`` to ``folder/00000.jpg`` ..., streaming; return the count.
 
     JPEG quality 95 with 4:4:4 chroma: close to the source pixels at about a tenth of a
-    PNG's size, and what sam2's frame-folder loader accepts.
+    PNG's size, and what sam2's frame-folder loader accepts. Files are numbered from 0
+    whatever ``start`` is, as sam2 numbers the frames of a folder.
     """
     from PIL import Image
 
     from revseg.tools.frames import stream_frames
 
     ref = video.ref
+    stop = ref.num_frames if stop is None else stop
     count = 0
-    for count, frame in enumerate(stream_frames(video, progress=progress, desc="sam2: export frames"), start=1):
+    frames = stream_frames(video, start, stop, progress=progress, desc="sam2: export frames")
+    for count, frame in enumerate(frames, start=1):
         Image.fromarray(frame).save(folder / f"{count - 1:05d}.jpg", quality=_EXPORT_JPEG_QUALITY, subsampling=0)
-    if count != ref.num_frames:
-        raise VideoError(f"video '{ref.path}' yielded {count} frames, but its reader reported {ref.num_frames}")
+    if count != stop - start:
+        raise VideoError(
+            f"video '{ref.path}' yielded {count} frames in [{start}, {stop}), but its reader reported {ref.num_frames}"
+        )
     return count
 
 
@@ -380,6 +347,22 @@ def _next_masks(frames: Iterator[tuple[int, list[int], torch.Tensor]]) -> FrameM
     return FrameMasks(int(frame_index), (logits[:, 0] > 0.0).cpu().numpy())
 
 
+@dataclass(frozen=True)
+class _Window:
+    """One stretch of frames tracked in its own sam2 state, and how it is prompted.
+
+    ``prompt`` is the window-local frame carrying the prompt: the keyframe's boxes for
+    the first window, else the mask the previous window ended with (the window overlaps
+    its neighbour by that one frame, which is not yielded again).
+    """
+
+    start: int
+    stop: int
+    prompt: int
+    boxes: list[BoxXYXY] | None = None
+    masks: np.ndarray | None = None
+
+
 class Sam2Tracker:
     """Box prompts on one keyframe, propagated forwards to the end and backwards to the start.
 
@@ -387,6 +370,17 @@ class Sam2Tracker:
     every frame's masks come out once as a (K, H, W) bool array at the video's size.
     ``offload_video_to_cpu`` / ``offload_state_to_cpu`` keep sam2's frame cache and
     per-frame outputs in host memory (slower, but long videos fit on a GPU).
+
+    ``window`` bounds memory on long videos: sam2's ``init_state`` holds every frame at the
+    model's input size (12 MB a frame at 1024 px) and propagation keeps every frame's
+    outputs, so memory grows with the video. With ``window=W`` the video is tracked in
+    stretches of W frames, each in a fresh state: first the W frames around the keyframe
+    (box prompt, both directions, exactly as without a window), then outwards, each next
+    stretch overlapping the previous one by one frame and prompted there with that
+    frame's mask. Accuracy trade-off: a later stretch remembers only that one mask, not
+    the box prompt, the keyframe or the previous frames' memories, so errors at a seam
+    carry on, and an object lost (empty mask) at a seam stays lost for the rest of the
+    video in that direction. A video of at most W frames is tracked exactly as without.
     """
 
     def __init__(
@@ -397,22 +391,32 @@ class Sam2Tracker:
         device: str | None = None,
         offload_video_to_cpu: bool = False,
         offload_state_to_cpu: bool = False,
+        window: int | None = None,
         spec: str | None = None,
     ) -> None:
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 2):
+            raise SpecError(f"sam2 window must be an integer of at least 2 frames (or None), got {window!r}")
         weights = Sam2Weights(_resolve_config(str(config)), _resolve_checkpoint(str(checkpoint)))
         self._spec = spec or f"{SCHEME}:{config}:{checkpoint}"
         self._device = pick_device(device)
         self._model = build_sam2_video_model(weights, self._device)
         self.weights = weights
-        self.offload_video_to_cpu = offload_video_to_cpu
-        self.offload_state_to_cpu = offload_state_to_cpu
+        self.offload_video_to_cpu = bool(offload_video_to_cpu)
+        self.offload_state_to_cpu = bool(offload_state_to_cpu)
+        self.window = window
         _install_quiet_tqdm()
 
     @classmethod
     def from_spec(cls, spec: str, *, device: str | None = None, **options: Any) -> Sam2Tracker:
-        """Build from a ``sam2:`` spec (see the module docstring); ``options`` go to the constructor."""
-        weights = resolve_sam2_spec(spec)
-        return cls(weights.config, weights.checkpoint, device=device, spec=spec, **options)
+        """Build from a ``sam2:`` spec (see the module docstring); ``options`` go to the constructor.
+
+        Options may also ride in the spec (``sam2:ID?window=300&offload_video_to_cpu=true``);
+        keyword options win over spec options of the same name.
+        """
+        bare, spec_options = split_spec_options(spec)
+        merged = bind_options(cls.__init__, {**spec_options, **options}, spec)
+        weights = resolve_sam2_spec(bare)
+        return cls(weights.config, weights.checkpoint, device=device, spec=spec, **merged)
 
     @property
     def spec(self) -> str:
@@ -430,29 +434,98 @@ class Sam2Tracker:
         """Yield masks for every frame of ``video`` exactly once: keyframe to end, then backwards to 0.
 
         The prompt is checked before anything runs (TrackerError); sam2's own failures are
-        raised as TrackerError naming the video while the iterator is consumed.
+        raised as TrackerError naming the video while the iterator is consumed. With a
+        ``window`` shorter than the video, frames come window by window (see the class).
         """
         prompts = check_prompt(video.ref, keyframe_index, boxes)
-        return self._propagate(video, keyframe_index, prompts, progress)
+        if self.window is None or video.ref.num_frames <= self.window:
+            return self._propagate(video, keyframe_index, prompts, progress)
+        return self._propagate_windowed(video, keyframe_index, prompts, progress, self.window)
 
     def _propagate(
         self, video: FrameReader, keyframe: int, boxes: list[BoxXYXY], progress: bool
     ) -> Iterator[FrameMasks]:
-        ref = video.ref
         state = self._init_state(video, progress)
-        for obj_id, box in enumerate(boxes, start=1):
-            self._call(
-                ref, progress, self._model.add_new_points_or_box, state, frame_idx=keyframe, obj_id=obj_id, box=box
-            )
-        directions = [False] if keyframe == 0 else [False, True]
+        yield from self._run(video.ref, state, keyframe, progress, boxes=boxes)
+
+    def _run(
+        self,
+        ref: VideoRef,
+        state: dict[str, Any],
+        prompt_frame: int,
+        progress: bool,
+        *,
+        boxes: list[BoxXYXY] | None = None,
+        masks: np.ndarray | None = None,
+    ) -> Iterator[FrameMasks]:
+        """Prompt one frame of a state with boxes or masks, then propagate forwards and backwards from it."""
+        model = self._model
+        if boxes is not None:
+            for obj_id, box in enumerate(boxes, start=1):
+                add_box = model.add_new_points_or_box
+                self._call(ref, progress, add_box, state, frame_idx=prompt_frame, obj_id=obj_id, box=box)
+        else:
+            assert masks is not None
+            for obj_id, mask in enumerate(masks, start=1):
+                self._call(ref, progress, model.add_new_mask, state, frame_idx=prompt_frame, obj_id=obj_id, mask=mask)
+        directions = [False] if prompt_frame == 0 else [False, True]
         for reverse in directions:
             frames = self._call(
-                ref, progress, self._model.propagate_in_video, state, start_frame_idx=keyframe, reverse=reverse
+                ref, progress, self._model.propagate_in_video, state, start_frame_idx=prompt_frame, reverse=reverse
             )
-            while (masks := self._call(ref, progress, _next_masks, frames)) is not None:
-                if reverse and masks.frame_index == keyframe:
+            while (item := self._call(ref, progress, _next_masks, frames)) is not None:
+                if reverse and item.frame_index == prompt_frame:
                     continue  # the forward pass already yielded it
-                yield masks
+                yield item
+
+    def _propagate_windowed(
+        self, video: FrameReader, keyframe: int, boxes: list[BoxXYXY], progress: bool, window: int
+    ) -> Iterator[FrameMasks]:
+        """Track the window around the keyframe, then stretches outwards, each seeded with its neighbour's last mask."""
+        total = video.ref.num_frames
+        start = min(max(keyframe - window // 2, 0), total - window)
+        stop = start + window
+        ends: dict[int, np.ndarray] = {}
+        for item in self._track_window(video, _Window(start, stop, keyframe - start, boxes=boxes), progress):
+            if item.frame_index in (start, stop - 1):
+                ends[item.frame_index] = item.masks
+            yield item
+        seed = ends[stop - 1]
+        while stop < total:  # forwards: [stop - 1, stop - 1 + window), prompted on its first frame
+            part = _Window(stop - 1, min(stop - 1 + window, total), 0, masks=seed)
+            for item in self._track_window(video, part, progress):
+                if item.frame_index == part.start:
+                    continue
+                if item.frame_index == part.stop - 1:
+                    seed = item.masks
+                yield item
+            stop = part.stop
+        seed = ends[start]
+        while start > 0:  # backwards: [start + 1 - window, start + 1), prompted on its last frame
+            lo = max(start + 1 - window, 0)
+            part = _Window(lo, start + 1, start - lo, masks=seed)
+            for item in self._track_window(video, part, progress):
+                if item.frame_index == part.start + part.prompt:
+                    continue
+                if item.frame_index == part.start:
+                    seed = item.masks
+                yield item
+            start = lo
+
+    def _track_window(self, video: FrameReader, part: _Window, progress: bool) -> Iterator[FrameMasks]:
+        """Export one window's frames, track them in a fresh state, yield masks with video frame indices."""
+        ref = video.ref
+        folder = Path(tempfile.mkdtemp(prefix="revseg-sam2-window-"))
+        try:
+            export_jpeg_frames(video, folder, progress=progress, start=part.start, stop=part.stop)
+            state = self._call(ref, progress, self._init_from, str(folder))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        got = (state["num_frames"], state["video_height"], state["video_width"])
+        if got != (part.stop - part.start, ref.height, ref.width):
+            raise TrackerError(f"sam2 read window [{part.start}, {part.stop}) of '{ref.path}' as {got}")
+        for item in self._run(ref, state, part.prompt, progress, boxes=part.boxes, masks=part.masks):
+            yield FrameMasks(part.start + item.frame_index, item.masks)
 
     def _init_state(self, video: FrameReader, progress: bool) -> dict[str, Any]:
         """sam2's inference state for ``video``: read natively when sam2 can, else via a JPEG export."""
