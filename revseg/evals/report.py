@@ -1,0 +1,256 @@
+"""Evaluation reports: a Markdown and a JSON table per benchmark, with the paper's row beside ours.
+
+Numbers are percent. A report holds the benchmark's tables (per subset and per protocol),
+the count of failed and missing predictions by kind with the samples listed, excluded
+samples and why, and every sample's scores, so a number can always be traced to the
+predictions behind it. Nothing in it depends on the order samples finished in: reports of
+a resumed run and of an uninterrupted one are equal apart from the ``run`` block (paths,
+dates).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from revseg.errors import OutputError
+from revseg.evals.base import PaperRow
+from revseg.evals.scoring import ERROR, INCOMPLETE, INVALID, MISSING, SampleScore
+from revseg.trajectory import Status
+
+REPORT_MD = "report.md"
+REPORT_JSON = "report.json"
+PAPER_METHOD = "ReVSeg-7B (paper)"
+
+FAILURE_KINDS: dict[str, str] = {
+    Status.FAILED_SELECT_FRAMES.value: "unparseable turn 1",
+    Status.FAILED_GROUND.value: "unparseable turn 2",
+    Status.NO_TARGET.value: "no target predicted",
+    Status.TRACKER_ERROR.value: "tracker error",
+    Status.POLICY_ERROR.value: "policy error",
+    ERROR: "run error (exception)",
+    MISSING: "missing prediction",
+    INCOMPLETE: "incomplete prediction (frames missing)",
+    INVALID: "invalid prediction (unreadable or wrong size)",
+}
+"""Every kind counted in a report, in the order shown; the first four are always shown, even at 0."""
+ALWAYS_SHOWN = (*list(FAILURE_KINDS)[:4], MISSING)
+
+
+@dataclass
+class Row:
+    """One row of a table: a label, the number of samples behind it and metric values (percent)."""
+
+    label: str
+    n: int | None
+    values: dict[str, float | None]
+    source: str = "ours"
+    note: str = ""
+
+
+@dataclass
+class Table:
+    """A titled table under one named protocol."""
+
+    title: str
+    protocol: str
+    rows: list[Row]
+    metrics: tuple[str, ...] = ("J", "F", "J&F")
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "title": self.title,
+            "protocol": self.protocol,
+            "metrics": list(self.metrics),
+            "rows": [asdict(r) for r in self.rows],
+            "notes": list(self.notes),
+        }
+
+    def to_markdown(self) -> str:
+        """A Markdown table preceded by its title and protocol."""
+        header = ["", "n", *self.metrics]
+        lines = [f"### {self.title}", "", f"_{self.protocol}_", ""]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---", "---:", *(["---:"] * len(self.metrics))]) + "|")
+        for row in self.rows:
+            label = f"**{row.label}**" if row.source == "ours" else row.label
+            cells = [label, "" if row.n is None else str(row.n)]
+            cells += [_fmt(row.values.get(m)) for m in self.metrics]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += [""] + [f"- {note}" for note in self.notes]
+        return "\n".join(lines).rstrip() + "\n"
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value:.1f}"
+
+
+def mean_row(label: str, scores: Sequence[SampleScore], extra_metrics: Iterable[str] = ()) -> Row:
+    """The mean over samples of J, F and the extra metrics (percent); J&F = (J + F) / 2."""
+    if not scores:
+        return Row(label, 0, {"J": None, "F": None, "J&F": None, **dict.fromkeys(extra_metrics)})
+    j = 100.0 * float(np.mean([s.J for s in scores]))
+    f = 100.0 * float(np.mean([s.F for s in scores]))
+    values: dict[str, float | None] = {"J": j, "F": f, "J&F": (j + f) / 2}
+    for name in extra_metrics:
+        values[name] = 100.0 * float(np.mean([s.extra.get(name, 0.0) for s in scores]))
+    return Row(label, len(scores), values)
+
+
+def mean_of_rows(label: str, rows: Sequence[Row], metrics: Sequence[str]) -> Row:
+    """The unweighted mean of several rows' values (ReVOS overall: mean of the subset means)."""
+    values: dict[str, float | None] = {}
+    for name in metrics:
+        parts = [r.values.get(name) for r in rows]
+        values[name] = None if any(p is None for p in parts) else float(np.mean([p for p in parts if p is not None]))
+    total = sum(r.n or 0 for r in rows)
+    return Row(label, total, values)
+
+
+def paper_rows(paper: Sequence[PaperRow], labels: Iterable[str] | None = None) -> list[Row]:
+    """The paper's rows (all, or those whose label is in ``labels``) as table rows."""
+    wanted = None if labels is None else set(labels)
+    return [
+        Row(f"{PAPER_METHOD}: {p.label}", None, {"J": p.J, "F": p.F, "J&F": p.JF}, source="paper", note=p.note)
+        for p in paper
+        if wanted is None or p.label in wanted
+    ]
+
+
+def failure_counts(scores: Sequence[SampleScore]) -> dict[str, list[str]]:
+    """Keys of the samples per failure kind (the kinds of :data:`FAILURE_KINDS`), sorted."""
+    kinds: dict[str, list[str]] = {kind: [] for kind in FAILURE_KINDS}
+    for score in scores:
+        if score.status in kinds:
+            kinds[score.status].append(score.key)
+    return {kind: sorted(keys) for kind, keys in kinds.items()}
+
+
+@dataclass
+class Report:
+    """A benchmark's evaluation: tables, failures by kind, exclusions, per-sample scores."""
+
+    benchmark: str
+    title: str
+    split: str
+    tables: list[Table]
+    samples: list[SampleScore]
+    excluded: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    submission: str | None = None
+    run: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> dict[str, list[str]]:
+        """Sample keys per failure kind."""
+        return failure_counts(self.samples)
+
+    def table(self, title_part: str) -> Table:
+        """The first table whose title contains ``title_part``."""
+        for table in self.tables:
+            if title_part in table.title:
+                return table
+        raise KeyError(f"no table titled like {title_part!r}; tables: {[t.title for t in self.tables]}")
+
+    def row(self, label: str, table: int | str = 0) -> Row:
+        """A row of one of the tables (by index or title part) by its label."""
+        chosen = self.tables[table] if isinstance(table, int) else self.table(table)
+        for row in chosen.rows:
+            if row.label == label:
+                return row
+        raise KeyError(f"no row {label!r} in {chosen.title}; rows: {[r.label for r in chosen.rows]}")
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything, JSON-ready; all but ``run`` is independent of where and when it ran."""
+        failures = self.failures
+        return {
+            "benchmark": self.benchmark,
+            "title": self.title,
+            "split": self.split,
+            "tables": [t.to_json() for t in self.tables],
+            "counts": {
+                "samples": len(self.samples),
+                "scored_from_masks": sum(not s.zero_by_rule for s in self.samples),
+                "zero_by_rule": sum(s.zero_by_rule for s in self.samples),
+                "excluded": len(self.excluded),
+                "failures": {kind: len(keys) for kind, keys in failures.items()},
+            },
+            "failures": failures,
+            "excluded": self.excluded,
+            "notes": self.notes,
+            "submission": self.submission,
+            "samples": [s.to_json() for s in self.samples],
+            "run": self.run,
+        }
+
+    def to_markdown(self) -> str:
+        """A readable report: tables, failure counts with the samples listed, exclusions, notes."""
+        failures = self.failures
+        scored = sum(not s.zero_by_rule for s in self.samples)
+        lines = [
+            f"# {self.title} {self.split}",
+            "",
+            f"{len(self.samples)} samples; {scored} scored from their masks, "
+            f"{len(self.samples) - scored} scored 0 (failed or missing); {len(self.excluded)} excluded.",
+            "",
+        ]
+        if self.submission:
+            lines += [f"Submission for the benchmark server: `{self.submission}`", ""]
+        for table in self.tables:
+            lines.append(table.to_markdown())
+        lines += ["### Failures by kind", "", "| kind | count |", "|---|---:|"]
+        for kind, keys in failures.items():
+            if keys or kind in ALWAYS_SHOWN:
+                lines.append(f"| {FAILURE_KINDS[kind]} | {len(keys)} |")
+        lines.append("")
+        for kind, keys in failures.items():
+            if keys:
+                shown = ", ".join(f"`{k}`" for k in keys[:20])
+                more = f" and {len(keys) - 20} more (see report.json)" if len(keys) > 20 else ""
+                lines.append(f"- {FAILURE_KINDS[kind]}: {shown}{more}")
+        if self.excluded:
+            lines += ["", "### Excluded", ""]
+            lines += [f"- `{e['key']}`: {e['reason']}" for e in self.excluded[:50]]
+            if len(self.excluded) > 50:
+                lines.append(f"- ... and {len(self.excluded) - 50} more (see report.json)")
+        if self.notes:
+            lines += ["", "### Notes", ""] + [f"- {note}" for note in self.notes]
+        return "\n".join(lines).rstrip() + "\n"
+
+    def save(self, out_dir: str | Path) -> tuple[Path, Path]:
+        """Write ``report.md`` and ``report.json`` into ``out_dir`` (atomically); return their paths."""
+        out = Path(out_dir)
+        self.run.setdefault("written_at", datetime.now(UTC).isoformat(timespec="seconds"))
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            paths = []
+            for name, text in ((REPORT_MD, self.to_markdown()), (REPORT_JSON, json.dumps(self.to_json(), indent=1))):
+                tmp = out / f".{name}.tmp"
+                tmp.write_text(text)
+                tmp.replace(out / name)
+                paths.append(out / name)
+        except OSError as exc:
+            raise OutputError(f"cannot write the report into {out}: {exc.strerror or exc}") from exc
+        return paths[0], paths[1]
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """Read a ``report.json`` (or the folder holding it) as a dict."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / REPORT_JSON
+    result: dict[str, Any] = json.loads(file.read_text())
+    return result
+
+
+def comparable(report: Mapping[str, Any]) -> dict[str, Any]:
+    """A report dict without its ``run`` block: what must be equal between two runs of the same evaluation."""
+    return {k: v for k, v in report.items() if k != "run"}

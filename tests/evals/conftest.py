@@ -1,0 +1,24 @@
+"""Synthetic benchmarks in every public layout, written once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from revseg.testing import benchmarks as synth
+
+
+@pytest.fixture(scope="session")
+def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Data roots of the five benchmarks (and MeViS valid, Ref-DAVIS17's official layout), from default_videos()."""
+    root = tmp_path_factory.mktemp("benchmarks")
+    return {
+        "revos": synth.write_revos(root / "ReVOS"),
+        "mevis": synth.write_mevis(root / "mevis"),
+        "mevis-valid": synth.write_mevis(root / "mevis-valid", split="valid"),
+        "ref-youtube-vos": synth.write_refytvos(root / "ref-youtube-vos"),
+        "reasonvos": synth.write_reasonvos(root / "ReasonVOS"),
+        "ref-davis17": synth.write_refdavis(root / "ref-davis"),
+        "ref-davis17-official": synth.write_refdavis(root / "ref-davis-official", layout="official"),
+    }
