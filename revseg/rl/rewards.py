@@ -1,0 +1,215 @@
+"""Rewards for a recorded trajectory against ground truth (DESIGN.md 1.4, paper Eqs. 7-8).
+
+The total reward is the gated sum of three components::
+
+    r = w_f * r_f  +  w_t * 1(turn 1 parsed) * r_t  +  w_s * 1(both turns parsed) * r_s
+
+- **Format** ``r_f`` in [0, 1]. The paper gives no scheme; ours is partial credit, 0.5 per
+  turn that *fully* satisfies its rules. Turn 1 earns its half when
+  :func:`~revseg.policies.parsing.parse_keyframe_answer` calls the answer ``strict``: exactly
+  ``<think>...</think> <answer>[...]</answer>`` whose list holds ``frame_idx`` (an int in
+  range) and ``object description`` (non-empty) per object. Turn 2 earns its half when
+  every grounding turn's answer is ``strict`` under
+  :func:`~revseg.policies.parsing.parse_box_answer` (Qwen-VL's ``[{"bbox_2d": [...]}]``).
+  A run that ends after turn 1 for lack of a parseable answer gets nothing for turn 2; a
+  strict "no target" answer (``[]``) has no turn 2 by design and earns both halves.
+- **Temporal** ``r_t`` (Eq. 7, "soft"): ``1(present at k) * (S_k - min_t S_t) / (max_t S_t - min_t S_t)``,
+  with ``S_t`` the area of the GT box on sampled frame ``t`` (0 where the target is
+  absent) and ``t`` over the trajectory's sampled frames; when ``max = min`` it is
+  ``1(present at k)``. Variants for the paper's ablation: ``binary`` (``1(present at k)``)
+  and ``none`` (always 0).
+- **Spatial** ``r_s``: ``1(IoU(predicted box, GT box at k) > 0.5)``; a multi-object GT is
+  compared through its union box.
+- "Turn 1 parsed" is the lenient parse the chain itself runs on (the run went on to turn
+  2 or ended with no target); "both parsed" adds that every target got a box from turn 2.
+
+Beyond the paper (one keyframe, one box), decided here and applied only where the paper's
+case does not arise: when turn 1 lists several objects, the predicted boxes on the same
+keyframe are merged into their union box, and ``r_t`` and ``r_s`` are averaged over the
+distinct keyframes named; a "no target" answer is scored as a whole, ``r_t = r_s = 1`` when
+the GT is empty on every sampled frame and 0 otherwise (under ``temporal="none"``, ``r_t`` stays 0).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from revseg.policies.parsing import parse_box_answer, parse_keyframe_answer
+from revseg.rl.groundtruth import GroundTruth
+from revseg.tools.boxes import box_area, box_iou, union_box
+from revseg.trajectory import BoxXYXY, Trajectory
+
+TemporalMode = Literal["soft", "binary", "none"]
+TEMPORAL_MODES: tuple[TemporalMode, ...] = ("soft", "binary", "none")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """How a trajectory is scored. Every default is the paper's (DESIGN.md 1.4) unless said otherwise."""
+
+    format_weight: float = field(default=1.0, metadata={"help": "w_f, weight of the format reward (paper Eq. 8: 1)."})
+    temporal_weight: float = field(
+        default=1.0, metadata={"help": "w_t, weight of the temporal reward (paper Eq. 8: 1)."}
+    )
+    spatial_weight: float = field(default=1.0, metadata={"help": "w_s, weight of the spatial reward (paper Eq. 8: 1)."})
+    temporal: TemporalMode = field(
+        default="soft",
+        metadata={"help": "Temporal reward: 'soft' (paper Eq. 7), or the ablation's 'binary' and 'none'."},
+    )
+    iou_threshold: float = field(
+        default=0.5, metadata={"help": "r_s = 1 when IoU(pred, GT) is strictly above this (paper: 0.5)."}
+    )
+    format_per_turn: float = field(
+        default=0.5,
+        metadata={"help": "Format credit for each turn that fully satisfies its rules (ours; the paper gives none)."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.temporal not in TEMPORAL_MODES:
+            raise ValueError(f"unknown temporal reward {self.temporal!r}; use one of {', '.join(TEMPORAL_MODES)}")
+        if not 0.0 <= self.iou_threshold < 1.0:
+            raise ValueError(f"iou_threshold must be in [0, 1), got {self.iou_threshold}")
+
+
+@dataclass(frozen=True)
+class Rewards:
+    """One trajectory's reward and its components, as stored in ``Trajectory.rewards``.
+
+    ``format``, ``temporal`` and ``spatial`` are the ungated components; ``total`` is the
+    gated, weighted sum. ``iou`` is the keyframe box IoU behind ``spatial`` (for logging).
+    """
+
+    total: float
+    format: float
+    temporal: float
+    spatial: float
+    format_interpret: float
+    format_ground: float
+    turn1_parsed: float
+    both_parsed: float
+    iou: float
+
+    def as_dict(self) -> dict[str, float]:
+        """Plain ``{name: value}``, the form ``Trajectory.rewards`` holds."""
+        return {k: float(v) for k, v in asdict(self).items()}
+
+
+def soft_temporal_reward(key_area: float | None, areas: Sequence[float]) -> float:
+    """Paper Eq. 7: ``(S_k - min S) / (max S - min S)`` if the target is present at ``k``, else 0.
+
+    ``key_area`` is the GT box area at the keyframe (None when absent there); ``areas``
+    are the GT box areas over the sampled frames, 0 where absent. ``max = min`` gives
+    ``1(present at k)``.
+    """
+    if key_area is None:
+        return 0.0
+    low, high = min(areas, default=key_area), max(areas, default=key_area)
+    if high <= low:
+        return 1.0
+    return min(1.0, max(0.0, (key_area - low) / (high - low)))
+
+
+def temporal_reward(key_area: float | None, areas: Sequence[float], mode: TemporalMode = "soft") -> float:
+    """``r_t`` under ``mode``: ``soft`` (Eq. 7), ``binary`` (``1(present at k)``) or ``none`` (0)."""
+    if mode == "soft":
+        return soft_temporal_reward(key_area, areas)
+    if mode == "binary":
+        return 0.0 if key_area is None else 1.0
+    if mode == "none":
+        return 0.0
+    raise ValueError(f"unknown temporal reward {mode!r}; use one of {', '.join(TEMPORAL_MODES)}")
+
+
+def spatial_reward(pred: Sequence[float] | None, gt: Sequence[float] | None, threshold: float = 0.5) -> float:
+    """``1(IoU(pred, gt) > threshold)``; a missing prediction or an absent target gives 0."""
+    if pred is None or gt is None:
+        return 0.0
+    return 1.0 if box_iou(pred, gt) > threshold else 0.0
+
+
+def format_rewards(trajectory: Trajectory, per_turn: float = 0.5) -> tuple[float, float]:
+    """(turn-1 credit, turn-2 credit) of the format reward, re-parsed from the recorded answers."""
+    if not trajectory.turns or trajectory.turns[0].name != "interpret":
+        return 0.0, 0.0
+    first = parse_keyframe_answer(trajectory.turns[0].response or "", max(1, len(trajectory.sampled_indices)))
+    turn1 = per_turn if first.ok and first.strict else 0.0
+    if first.ok and first.no_target:
+        return turn1, turn1  # nothing to ground: the chain is complete after a strict turn 1
+    grounds = [t for t in trajectory.turns if t.name == "ground"]
+    strict2 = bool(grounds) and len(grounds) >= len(trajectory.targets)
+    strict2 = strict2 and all(parse_box_answer(t.response or "").strict for t in grounds)
+    return turn1, per_turn if strict2 else 0.0
+
+
+def compute_rewards(trajectory: Trajectory, truth: GroundTruth, config: RewardConfig | None = None) -> Rewards:
+    """Score one trajectory against its (video, query)'s ground truth (DESIGN.md 1.4).
+
+    Reads the GT box of every sampled frame (lazily, through ``truth.box``) and nothing else.
+    """
+    config = config or RewardConfig()
+    f1, f2 = format_rewards(trajectory, config.format_per_turn)
+    first = (
+        parse_keyframe_answer(trajectory.turns[0].response or "", max(1, len(trajectory.sampled_indices)))
+        if trajectory.turns and trajectory.turns[0].name == "interpret"
+        else None
+    )
+    turn1_parsed = first is not None and first.ok
+    no_target = turn1_parsed and first is not None and first.no_target
+    grounds = [t for t in trajectory.turns if t.name == "ground"]
+    both_parsed = turn1_parsed and (
+        no_target
+        or (
+            bool(trajectory.targets)
+            and all(t.box is not None for t in trajectory.targets)
+            and len(grounds) >= len(trajectory.targets)
+            and all(g.parse_ok for g in grounds)
+        )
+    )
+
+    gt_boxes: dict[int, BoxXYXY | None] = {i: truth.box(i) for i in dict.fromkeys(trajectory.sampled_indices)}
+    areas = [0.0 if gt_boxes[i] is None else box_area(gt_boxes[i]) for i in trajectory.sampled_indices]  # type: ignore[arg-type]
+    r_t = r_s = iou = 0.0
+    if no_target:
+        correct = all(b is None for b in gt_boxes.values())
+        r_t = 1.0 if correct and config.temporal != "none" else 0.0
+        r_s = iou = 1.0 if correct else 0.0
+    elif turn1_parsed and trajectory.targets:
+        by_keyframe: dict[int, list[BoxXYXY]] = defaultdict(list)
+        for target in trajectory.targets:
+            boxes = by_keyframe[target.frame_index]
+            if target.box is not None:
+                boxes.append(target.box)
+        t_parts, s_parts, iou_parts = [], [], []
+        for k, boxes in by_keyframe.items():
+            gt = gt_boxes[k] if k in gt_boxes else truth.box(k)
+            key_area = None if gt is None else box_area(gt)
+            t_parts.append(temporal_reward(key_area, areas, config.temporal))
+            pred = union_box(boxes)
+            s_parts.append(spatial_reward(pred, gt, config.iou_threshold))
+            iou_parts.append(box_iou(pred, gt) if pred is not None and gt is not None else 0.0)
+        r_t, r_s, iou = (sum(p) / len(p) for p in (t_parts, s_parts, iou_parts))
+    r_f = f1 + f2
+    total = (
+        config.format_weight * r_f
+        + config.temporal_weight * float(turn1_parsed) * r_t
+        + config.spatial_weight * float(both_parsed) * r_s
+    )
+    return Rewards(
+        total=total,
+        format=r_f,
+        temporal=r_t,
+        spatial=r_s,
+        format_interpret=f1,
+        format_ground=f2,
+        turn1_parsed=float(turn1_parsed),
+        both_parsed=float(both_parsed),
+        iou=iou,
+    )
+
+
+def score(trajectory: Trajectory, truth: GroundTruth, config: RewardConfig | None = None) -> Trajectory:
+    """A copy of ``trajectory`` with ``rewards`` set to :func:`compute_rewards`' components."""
+    return trajectory.model_copy(update={"rewards": compute_rewards(trajectory, truth, config).as_dict()})
