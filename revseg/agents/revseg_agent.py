@@ -1,31 +1,52 @@
-"""ReVSegAgent: the compiled chain plus backends, output folder and trajectory recording."""
+"""ReVSegAgent: the compiled chain plus backends, output folder and trajectory recording.
+
+The graph is async: ``arun`` awaits one run, ``abatch`` keeps many in flight against one
+policy endpoint, and ``run``/``batch`` are their blocking forms. With a checkpointer a run
+is resumable by thread id, and with ``review=True`` it pauses for a person to accept or
+correct the keyframe and the box (``resume``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import os
 import tempfile
-from collections.abc import Callable
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from revseg.errors import OutputError, VideoError
+from revseg.agents.batch import DEFAULT_CONCURRENCY, BatchQuery, run_pool
+from revseg.errors import InputError, OutputError, RevsegError, VideoError
 from revseg.graphs import ChainContext, ChainInput, build_graph, trajectory_from_state
+from revseg.graphs.nodes.review import apply_decision
 from revseg.policies import DEFAULT_POLICY, Policy, build_policy
 from revseg.settings import ChainSettings, SamplingParams
+from revseg.tools.frames import ResizedFrameCache
 from revseg.tools.trackers import DEFAULT_TRACKER, build_tracker
 from revseg.tools.trackers.base import Tracker
 from revseg.trajectory import Status, Trajectory
 
 if TYPE_CHECKING:
     import numpy as np
+    from langchain_core.tools import BaseTool
+    from langgraph.graph.state import CompiledStateGraph
 
     from revseg.tools.masks import MaskSequence
 
 TRAJECTORY_FILE = "trajectory.json"
 OVERLAY_FILE = "overlay.mp4"
+REPORT_FILE = "report.html"
 STREAM_MODES: list[Literal["updates", "values", "tasks"]] = ["updates", "values", "tasks"]
+_T = TypeVar("_T")
+CheckpointerSpec = Any  # a LangGraph saver, an SQLite file path, a postgresql:// URL, True (default file) or None
 
 
 @dataclass(frozen=True)
@@ -38,6 +59,8 @@ class SegmentationResult:
 
     trajectory: Trajectory
     out_dir: Path
+    thread_id: str | None = None
+    review: dict[str, Any] | None = None  # what a paused run asks a person (status pending_review)
 
     @property
     def status(self) -> Status:
@@ -82,12 +105,20 @@ class ReVSegAgent:
     """Runs the ReVSeg chain on (video, query) pairs and records every run.
 
     ``policy`` and ``tracker`` are spec strings (``hf:...``, ``openai:...``, ``sam2:...``,
-    ``"none"``) or ready backend objects. Backends are built once and reused across runs.
+    ``"none"``) or ready backend objects; a langchain-core chat model (``ChatOpenAI(...)``)
+    is accepted as the policy too. Backends are built once and reused across runs.
+
+    ``checkpointer`` makes runs resumable by thread id: a LangGraph saver with async
+    methods, a path to an SQLite file, a ``postgresql://`` URL (the ``postgres`` extra) or
+    True for the default SQLite file (``$REVSEG_CHECKPOINTS``, else
+    ``~/.cache/revseg/checkpoints.sqlite``). ``review=True`` pauses each run after
+    select_frames and after ground for a person's decision (:meth:`resume`); it uses the
+    default SQLite file when no checkpointer is given.
     """
 
     def __init__(
         self,
-        policy: Policy | str = DEFAULT_POLICY,
+        policy: Policy | str | Any = DEFAULT_POLICY,
         tracker: Tracker | str | None = DEFAULT_TRACKER,
         *,
         settings: ChainSettings | None = None,
@@ -95,11 +126,14 @@ class ReVSegAgent:
         frame_backend: str = "auto",
         progress: bool = False,
         overlay: bool = True,
+        report: bool = True,
         policy_options: dict[str, Any] | None = None,
         tracker_options: dict[str, Any] | None = None,
+        checkpointer: CheckpointerSpec = None,
+        review: bool = False,
     ) -> None:
         self.context = ChainContext(
-            policy=build_policy(policy, **(policy_options or {})) if isinstance(policy, str) else policy,
+            policy=as_policy(policy, **(policy_options or {})),
             tracker=build_tracker(tracker, **(tracker_options or {})) if isinstance(tracker, str) else tracker,
             settings=settings or ChainSettings(),
             sampling=sampling or SamplingParams(),
@@ -107,7 +141,13 @@ class ReVSegAgent:
             progress=progress,
         )
         self.overlay = overlay
-        self.graph = build_graph()
+        self.report = report
+        self.review = review
+        self.checkpointer: CheckpointerSpec = True if review and checkpointer is None else checkpointer
+        # One compiled graph when the saver is an object; a per-scope one for files and URLs
+        # (their async connections belong to the event loop that opens them).
+        saver = self.checkpointer if _is_saver(self.checkpointer) else None
+        self.graph = build_graph(checkpointer=saver, review=review)
 
     def run(
         self,
@@ -117,42 +157,249 @@ class ReVSegAgent:
         *,
         query_id: str | None = None,
         group_id: str | None = None,
+        thread_id: str | None = None,
         on_step: Callable[[str, dict[str, Any]], None] | None = None,
         on_start: Callable[[str], None] | None = None,
     ) -> SegmentationResult:
-        """Segment the object ``query`` refers to in ``video``; write masks, trajectory and overlay.
+        """Segment the object ``query`` refers to in ``video``; write masks, trajectory, overlay and report.
 
         Without ``out_dir`` a fresh temporary folder is used. Bad input (a missing or
         undecodable video, an unwritable folder) raises a RevsegError; model answers that
         do not parse end the run with a failure status instead. ``on_start(node)`` and
         ``on_step(node, update)`` are called as each reasoning step starts and finishes.
+        The blocking form of :meth:`arun`.
         """
-        video_path = Path(video)
+        return run_sync(
+            self.arun(
+                video,
+                query,
+                out_dir,
+                query_id=query_id,
+                group_id=group_id,
+                thread_id=thread_id,
+                on_step=on_step,
+                on_start=on_start,
+            )
+        )
+
+    async def arun(
+        self,
+        video: str | Path,
+        query: str,
+        out_dir: str | Path | None = None,
+        *,
+        query_id: str | None = None,
+        group_id: str | None = None,
+        thread_id: str | None = None,
+        on_step: Callable[[str, dict[str, Any]], None] | None = None,
+        on_start: Callable[[str], None] | None = None,
+    ) -> SegmentationResult:
+        """:meth:`run` without blocking: many calls can await their policy turns at once.
+
+        With a checkpointer the run is saved under ``thread_id`` (a fresh one when not
+        given, returned in the result); a run that pauses for review returns a result with
+        status ``pending_review`` and the question in ``review``.
+        """
+        async with self._graph_scope() as graph:
+            return await self._arun(
+                graph, BatchQuery(video, query, out_dir, query_id, group_id), thread_id, on_step, on_start
+            )
+
+    def resume(
+        self,
+        thread_id: str,
+        decision: Any = None,
+        *,
+        query_id: str | None = None,
+        group_id: str | None = None,
+        on_step: Callable[[str, dict[str, Any]], None] | None = None,
+        on_start: Callable[[str], None] | None = None,
+    ) -> SegmentationResult:
+        """The blocking form of :meth:`aresume`."""
+        return run_sync(
+            self.aresume(thread_id, decision, query_id=query_id, group_id=group_id, on_step=on_step, on_start=on_start)
+        )
+
+    async def aresume(
+        self,
+        thread_id: str,
+        decision: Any = None,
+        *,
+        query_id: str | None = None,
+        group_id: str | None = None,
+        on_step: Callable[[str, dict[str, Any]], None] | None = None,
+        on_start: Callable[[str], None] | None = None,
+    ) -> SegmentationResult:
+        """Continue the run saved under ``thread_id``, in this process or another one.
+
+        A run paused for review needs ``decision``: ``{}`` accepts, ``{"frame_index": k}``
+        or ``{"box": [x1, y1, x2, y2]}`` corrects (see ``revseg.graphs.nodes.review``). A run
+        that was cut off (a crash) continues from its last finished step.
+        """
+        from langgraph.types import Command
+
+        if self.checkpointer is None:
+            raise InputError("resume needs an agent built with a checkpointer (the same one the run was saved in)")
+        async with self._graph_scope() as graph:
+            config = _thread_config(thread_id)
+            snapshot = await graph.aget_state(config)
+            if not snapshot.values:
+                raise InputError(f"no run saved under thread id {thread_id!r}")
+            values = snapshot.values
+            inputs: Command[Any] | None = None
+            if snapshot.interrupts:
+                pending = snapshot.interrupts[0]
+                stage = pending.value.get("stage", "keyframe")
+                if decision is None:
+                    raise InputError(f"run {thread_id!r} waits for a {stage} review: pass decision={{}} to accept")
+                apply_decision(stage, values, decision)  # a bad decision fails here, before it is saved
+                inputs = Command(resume={pending.id: decision})  # keyed by interrupt: {} is then a value
+            query = BatchQuery(values["video_path"], values["query"], values["out_dir"], query_id, group_id)
+            return await self._stream(graph, inputs, query, Path(values["out_dir"]), thread_id, on_step, on_start)
+
+    async def abatch(
+        self,
+        queries: Iterable[BatchQuery | tuple[Any, ...]],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        out_dir: str | Path | None = None,
+    ) -> list[SegmentationResult | RevsegError]:
+        """Run many ``(video, query)`` pairs with at most ``concurrency`` in flight; results in input order.
+
+        A query whose input is bad (a missing video) gets its RevsegError in place of a
+        result; policy faults are results with status ``policy_error``. With ``out_dir``
+        each query writes to ``out_dir/<query_id or index>``.
+        """
+        items = [BatchQuery.coerce(q) for q in queries]
+        outcomes: list[SegmentationResult | RevsegError | None] = [None] * len(items)
+        async for index, _, outcome in self.abatch_as_completed(items, concurrency=concurrency, out_dir=out_dir):
+            outcomes[index] = outcome
+        assert all(o is not None for o in outcomes), "the pool yields every query once"
+        return outcomes  # type: ignore[return-value]
+
+    def batch(
+        self,
+        queries: Iterable[BatchQuery | tuple[Any, ...]],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        out_dir: str | Path | None = None,
+    ) -> list[SegmentationResult | RevsegError]:
+        """The blocking form of :meth:`abatch`."""
+        return run_sync(self.abatch(queries, concurrency=concurrency, out_dir=out_dir))
+
+    async def abatch_as_completed(
+        self,
+        queries: Iterable[BatchQuery | tuple[Any, ...]],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        out_dir: str | Path | None = None,
+    ) -> AsyncIterator[tuple[int, BatchQuery, SegmentationResult | RevsegError]]:
+        """Like :meth:`abatch`, yielding ``(index, query, outcome)`` as each query finishes."""
+        root = Path(out_dir) if out_dir is not None else None
+
+        def placed() -> Iterable[BatchQuery]:
+            for index, item in enumerate(queries):
+                query = BatchQuery.coerce(item)
+                if query.out_dir is None and root is not None:
+                    query = dataclasses.replace(query, out_dir=root / (query.query_id or f"{index:05d}"))
+                yield query
+
+        async with self._graph_scope() as graph:
+            async for item in run_pool(placed(), lambda q: self._arun(graph, q, None, None, None), concurrency):
+                yield item
+
+    def as_tool(self, *, name: str = "segment_video_object", out_dir: str | Path | None = None) -> BaseTool:
+        """This agent as a LangChain tool a tool-calling model can call (see ``revseg.agents.tool``)."""
+        from revseg.agents.tool import segment_tool
+
+        return segment_tool(self, name=name, out_dir=out_dir)
+
+    # ---- internals
+
+    async def _arun(
+        self,
+        graph: CompiledStateGraph[Any, Any, Any, Any],
+        query: BatchQuery,
+        thread_id: str | None,
+        on_step: Callable[[str, dict[str, Any]], None] | None,
+        on_start: Callable[[str], None] | None,
+    ) -> SegmentationResult:
+        video_path = Path(query.video)
         if not video_path.exists():
             raise VideoError(f"{video_path}: no such file or folder")
-        out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="revseg-"))
+        out = Path(query.out_dir) if query.out_dir is not None else Path(tempfile.mkdtemp(prefix="revseg-"))
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create output folder {out}: {exc.strerror or exc}") from exc
-        inputs = ChainInput(video_path=str(video_path), query=query, out_dir=str(out))
+        if thread_id is None and self.checkpointer is not None:
+            thread_id = uuid.uuid4().hex
+        inputs = ChainInput(video_path=str(video_path), query=query.query, out_dir=str(out))
+        return await self._stream(graph, inputs, query, out, thread_id, on_step, on_start)
+
+    async def _stream(
+        self,
+        graph: CompiledStateGraph[Any, Any, Any, Any],
+        inputs: Any,
+        query: BatchQuery,
+        out: Path,
+        thread_id: str | None,
+        on_step: Callable[[str, dict[str, Any]], None] | None,
+        on_start: Callable[[str], None] | None,
+    ) -> SegmentationResult:
+        # Each run gets its own frame cache: concurrent runs would evict each other's frames.
+        context = dataclasses.replace(self.context, frame_cache=ResizedFrameCache(), frame_cache_lock=threading.Lock())
+        config = _thread_config(thread_id) if thread_id is not None else None
         state: dict[str, Any] = {}
-        for part in self.graph.stream(inputs, context=self.context, stream_mode=STREAM_MODES, version="v2"):
+        async for part in graph.astream(inputs, config, context=context, stream_mode=STREAM_MODES, version="v2"):
             if part["type"] == "values":
                 state = dict(part["data"])
             elif part["type"] == "updates" and on_step is not None:
                 for node, update in part["data"].items():
-                    on_step(node, update or {})
+                    if not node.startswith("__"):
+                        on_step(node, update or {})
             elif part["type"] == "tasks" and on_start is not None and "input" in part["data"]:
                 on_start(part["data"]["name"])
-        trajectory = trajectory_from_state(state, self.context, query_id=query_id, group_id=group_id)
+        ids = {"query_id": query.query_id, "group_id": query.group_id}
+        if config is not None:
+            snapshot = await graph.aget_state(config)
+            if snapshot.interrupts:
+                trajectory = trajectory_from_state(dict(snapshot.values), self.context, **ids)
+                request = snapshot.interrupts[0].value
+                trajectory.status = Status.PENDING_REVIEW
+                trajectory.reason = f"waiting for a {request.get('stage')} review of thread {thread_id}"
+                return SegmentationResult(trajectory=trajectory, out_dir=out, thread_id=thread_id, review=request)
+        trajectory = trajectory_from_state(state, self.context, **ids)
+        await asyncio.to_thread(self._finish, trajectory, out)
+        return SegmentationResult(trajectory=trajectory, out_dir=out, thread_id=thread_id)
+
+    def _finish(self, trajectory: Trajectory, out: Path) -> None:
+        """Write what follows the graph (overlay, report, the trajectory itself); blocking."""
         if self.overlay and "masks_json" in trajectory.outputs:
             start = perf_counter()
             trajectory.outputs["overlay"] = str(self._write_overlay(trajectory, out))
             trajectory.timings["overlay"] = perf_counter() - start
         trajectory.outputs["trajectory"] = str(out / TRAJECTORY_FILE)
+        if self.report:
+            start = perf_counter()
+            trajectory.outputs["report"] = str(self._write_report(trajectory, out))
+            trajectory.timings["report"] = perf_counter() - start
         trajectory.save(out / TRAJECTORY_FILE)
-        return SegmentationResult(trajectory=trajectory, out_dir=out)
+
+    @contextlib.asynccontextmanager
+    async def _graph_scope(self) -> AsyncIterator[CompiledStateGraph[Any, Any, Any, Any]]:
+        """The compiled graph, with a checkpointer opened on this event loop when one is configured by path."""
+        if self.checkpointer is None or _is_saver(self.checkpointer):
+            yield self.graph
+            return
+        async with open_checkpointer(self.checkpointer) as saver:
+            yield build_graph(checkpointer=saver, review=self.review)
+
+    def _write_report(self, trajectory: Trajectory, out: Path) -> Path:
+        from revseg.tools.report import ReportOptions, write_report
+
+        options = ReportOptions(frame_backend=self.context.frame_backend)
+        return write_report(trajectory, out / REPORT_FILE, base_dir=out, options=options)
 
     def _write_overlay(self, trajectory: Trajectory, out: Path) -> Path:
         from revseg.tools.frames import open_video
@@ -161,15 +408,92 @@ class ReVSegAgent:
         reader = open_video(trajectory.video.path, backend=self.context.frame_backend)
         try:
             target = trajectory.targets[0] if trajectory.targets else None
+            # every object grounded on that keyframe gets its box drawn, not only the first (DESIGN.md 1.7)
+            boxes = [t.box for t in trajectory.targets if target and t.frame_index == target.frame_index and t.box]
             return write_overlay(
                 reader,
                 trajectory.outputs["masks_json"],
                 out / OVERLAY_FILE,
-                box=target.box if target else None,
+                box=boxes or None,
                 keyframe_index=target.frame_index if target else None,
             )
         finally:
             reader.close()
+
+
+def as_policy(policy: Policy | str | Any, **options: Any) -> Policy:
+    """A policy from a spec string, a Policy, or a langchain-core chat model (wrapped)."""
+    if isinstance(policy, str):
+        return build_policy(policy, **options)
+    from langchain_core.language_models import BaseChatModel
+
+    if isinstance(policy, BaseChatModel):
+        from revseg.policies.langchain import LangChainPolicy
+
+        return LangChainPolicy(policy, **options)
+    if not isinstance(policy, Policy):
+        raise InputError(
+            f"policy must be a spec string, a revseg Policy or a langchain chat model, not {type(policy).__name__}"
+        )
+    return policy
+
+
+def default_checkpoint_path() -> Path:
+    """Where ``checkpointer=True`` keeps runs: ``$REVSEG_CHECKPOINTS`` or ``~/.cache/revseg/checkpoints.sqlite``."""
+    configured = os.environ.get("REVSEG_CHECKPOINTS")
+    if configured:
+        return Path(configured)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "revseg" / "checkpoints.sqlite"
+
+
+@contextlib.asynccontextmanager
+async def open_checkpointer(spec: CheckpointerSpec) -> AsyncIterator[Any]:
+    """An async LangGraph saver for ``spec`` (SQLite path, ``postgresql://`` URL or True), closed afterwards."""
+    if _is_saver(spec):
+        yield spec
+        return
+    target = str(default_checkpoint_path() if spec is True else spec)
+    if target.startswith(("postgres://", "postgresql://")):
+        try:
+            from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        except ImportError as exc:
+            raise InputError(
+                "a postgresql:// checkpointer needs the postgres extra: pip install 'revseg[postgres]'"
+            ) from exc
+        async with AsyncPostgresSaver.from_conn_string(target) as saver:
+            await saver.setup()
+            yield saver
+        return
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    path = Path(target).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the checkpoint folder {path.parent}: {exc.strerror or exc}") from exc
+    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        yield saver
+
+
+def run_sync(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine to completion from blocking code, even when this thread already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:  # a notebook's loop: run beside it
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def _is_saver(spec: Any) -> bool:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    return isinstance(spec, BaseCheckpointSaver)
+
+
+def _thread_config(thread_id: str) -> Any:
+    return {"configurable": {"thread_id": thread_id}}
 
 
 def segment(

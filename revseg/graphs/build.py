@@ -8,17 +8,28 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from revseg.graphs.edges import after_ground, after_interpret, after_select_frames
-from revseg.graphs.nodes import ground, interpret, sample, segment, select_frames
+from revseg.graphs.nodes import ground, interpret, review_box, review_keyframe, sample, segment, select_frames
 from revseg.graphs.state import ChainContext, ChainInput, ChainState
 
 
-def build_graph(checkpointer: Any = None) -> CompiledStateGraph[ChainState, ChainContext, ChainInput, ChainState]:
+def build_graph(
+    checkpointer: Any = None, *, review: bool = False, context_schema: type[Any] = ChainContext, name: str = "revseg"
+) -> CompiledStateGraph[ChainState, Any, ChainInput, ChainState]:
     """Compile sample -> interpret -> select_frames -> ground -> segment with failure edges.
 
-    Invoke it with ``{"video_path", "query", "out_dir"}`` and ``context=ChainContext(...)``.
-    The compiled graph can be used as a subgraph of a larger graph.
+    Run it with ``ainvoke``/``astream`` (the nodes are async, so the policy calls of many
+    runs overlap in one process), passing ``{"video_path", "query", "out_dir"}`` and
+    ``context=ChainContext(...)``. ``stream_mode="updates"`` yields each reasoning step as it
+    finishes. The compiled graph works as a node of a larger graph whose state has those keys.
+
+    ``checkpointer`` (any LangGraph saver, e.g. ``AsyncSqliteSaver``) makes a run resumable
+    by ``config={"configurable": {"thread_id": ...}}``. ``review=True`` adds the human
+    review points ``review_keyframe`` (before turn 2) and ``review_box`` (before tracking),
+    which pause the run with ``interrupt()`` until it is resumed with
+    ``Command(resume={...})``; they need a checkpointer (see ``revseg.graphs.nodes.review``).
+    ``context_schema`` is for contexts that build a ChainContext themselves (``serve.py``).
     """
-    builder = StateGraph(ChainState, context_schema=ChainContext, input_schema=ChainInput)
+    builder = StateGraph(ChainState, context_schema=context_schema, input_schema=ChainInput)
     builder.add_node("sample", sample)
     builder.add_node("interpret", interpret)
     builder.add_node("select_frames", select_frames)
@@ -27,7 +38,16 @@ def build_graph(checkpointer: Any = None) -> CompiledStateGraph[ChainState, Chai
     builder.add_edge(START, "sample")
     builder.add_edge("sample", "interpret")
     builder.add_conditional_edges("interpret", after_interpret, ["select_frames", END])
-    builder.add_conditional_edges("select_frames", after_select_frames, ["ground", "segment", END])
-    builder.add_conditional_edges("ground", after_ground, ["segment", END])
+    to_ground, to_segment = "ground", "segment"
+    if review:
+        builder.add_node("review_keyframe", review_keyframe)
+        builder.add_node("review_box", review_box)
+        builder.add_edge("review_keyframe", "ground")
+        builder.add_edge("review_box", "segment")
+        to_ground, to_segment = "review_keyframe", "review_box"
+    builder.add_conditional_edges(
+        "select_frames", after_select_frames, {"ground": to_ground, "segment": "segment", END: END}
+    )
+    builder.add_conditional_edges("ground", after_ground, {"segment": to_segment, END: END})
     builder.add_edge("segment", END)
-    return builder.compile(checkpointer=checkpointer, name="revseg")
+    return builder.compile(checkpointer=checkpointer, name=name)

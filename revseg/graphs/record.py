@@ -28,5 +28,6 @@ def trajectory_from_state(state: dict[str, Any], context: ChainContext, **ids: A
         reason=state.get("reason"),
         outputs=dict(state.get("outputs", {})),
         timings=dict(state.get("timings", {})),
+        reviews=list(state.get("reviews", [])),
         **{k: v for k, v in ids.items() if v is not None},
     )

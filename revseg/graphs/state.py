@@ -13,6 +13,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
 
+from langgraph.runtime import Runtime
+
+from revseg.errors import GraphError
 from revseg.policies.base import Policy
 from revseg.settings import ChainSettings, SamplingParams
 from revseg.tools.frames import ResizedFrameCache
@@ -43,6 +46,7 @@ class ChainState(ChainInput, total=False):
     reason: str | None
     outputs: dict[str, str]
     timings: Annotated[dict[str, float], merge_timings]
+    reviews: list[dict[str, Any]]  # a person's decisions at the review points, in order
 
 
 @dataclass
@@ -57,3 +61,24 @@ class ChainContext:
     progress: bool = False
     frame_cache: ResizedFrameCache = field(default_factory=ResizedFrameCache)
     frame_cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+def chain_context(runtime: Runtime[Any]) -> ChainContext:
+    """The run's :class:`ChainContext`, from ``Runtime.context``.
+
+    A context that is not one (the JSON context a LangGraph server passes, see
+    ``revseg.graphs.serve``) must build one with a ``chain_context()`` method.
+    """
+    context = runtime.context
+    if isinstance(context, ChainContext):
+        return context
+    build = getattr(context, "chain_context", None)
+    if build is None:
+        raise GraphError(
+            "the revseg graph needs its backends in the runtime context: "
+            "invoke it with context=ChainContext(policy=..., tracker=...)"
+        )
+    built = build()
+    if not isinstance(built, ChainContext):
+        raise GraphError(f"{type(context).__name__}.chain_context() returned {type(built).__name__}, not ChainContext")
+    return built

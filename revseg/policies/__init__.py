@@ -1,4 +1,7 @@
-"""Policy backends, chosen by spec string: ``hf:MODEL`` or ``openai:MODEL``.
+"""Policy backends, chosen by spec string: ``hf:MODEL``, ``openai:MODEL`` or ``langchain:PROVIDER:MODEL``.
+
+A langchain-core chat model object can also be passed to the agent directly; it is wrapped
+in :class:`revseg.policies.langchain.LangChainPolicy`.
 
 One plain dict maps a scheme to a factory; a new backend is one new module plus one
 line here. Factories import their heavy libraries lazily, so importing this package
@@ -30,7 +33,13 @@ def _openai(ref: str, spec: str, **options: Any) -> Policy:
     return OpenAIPolicy(ref, spec=spec, **options)
 
 
-POLICIES: dict[str, PolicyFactory] = {"hf": _hf, "openai": _openai}
+def _langchain(ref: str, spec: str, **options: Any) -> Policy:
+    from revseg.policies.langchain import LangChainPolicy
+
+    return LangChainPolicy.from_spec(ref, spec=spec, **options)
+
+
+POLICIES: dict[str, PolicyFactory] = {"hf": _hf, "openai": _openai, "langchain": _langchain}
 
 
 def split_spec(spec: str, known: dict[str, Any], kind: str) -> tuple[str, str]:

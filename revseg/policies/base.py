@@ -1,7 +1,7 @@
 """The Policy contract: a conversation of text and images in, generated text (and tokens) out.
 
 Every backend (local transformers VLM, OpenAI-compatible API, langchain chat model)
-implements :class:`Policy`. The graph builds the conversation; the backend only
+implements :class:`Policy`, in a blocking and an async form. The graph builds the conversation; the backend only
 turns it into its own wire format and reports what it generated.
 """
 
@@ -90,4 +90,12 @@ class Policy(Protocol):
 
     def generate(self, messages: Sequence[Message], sampling: SamplingParams) -> Generation:
         """Answer the last user message given the whole conversation."""
+        ...
+
+    async def agenerate(self, messages: Sequence[Message], sampling: SamplingParams) -> Generation:
+        """The same answer without blocking the event loop; the graph's nodes call this one.
+
+        Network backends await their async client; local models run ``generate`` in a
+        worker thread. Many queries then share one process, each awaiting its own turn.
+        """
         ...

@@ -23,6 +23,7 @@ torch and transformers are imported when a policy is built, not when this module
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -276,6 +277,10 @@ class HFPolicy:
             finish_reason="stop" if stopped else "length",
             usage={"prompt_tokens": prompt_len, "completion_tokens": len(token_ids)},
         )
+
+    async def agenerate(self, messages: Sequence[Message], sampling: SamplingParams) -> Generation:
+        """:meth:`generate` in a worker thread; concurrent callers queue on the model's lock, not the event loop."""
+        return await asyncio.to_thread(self.generate, messages, sampling)
 
     def _rng_devices(self) -> list[int]:
         """CUDA devices whose RNG a seeded call must fork (and so leave untouched for others)."""

@@ -3,21 +3,24 @@
 Frames travel as base64 image parts. The main case is a self-hosted vLLM serving
 Qwen2.5-VL: there we ask for the generated token ids (``return_token_ids``) and the
 per-token log-probs, which RL needs; servers that refuse log-probs are detected once and
-then asked without them. Retries with backoff on 429/5xx/timeouts are the SDK's own.
-The API key comes from the environment and is never recorded.
+then asked without them. Retries with backoff on 429/5xx/timeouts are the SDK's own;
+malformed 200 answers are retried with tenacity. The graph uses the async client, so one
+process keeps many queries in flight. The API key comes from the environment and is
+never recorded.
 """
 
 from __future__ import annotations
 
-import base64
-import io
+import asyncio
 import math
 import os
-from collections.abc import Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from revseg.errors import PolicyError, SpecError
+from revseg.errors import MalformedResponseError, PolicyError, SpecError
 from revseg.policies.base import Generation, ImagePart, Message, TextPart
+from revseg.policies.images import EncodedImageCache, image_base64
 from revseg.settings import SamplingParams
 from revseg.trajectory import BoxConvention, PolicyInfo
 
@@ -28,20 +31,15 @@ if TYPE_CHECKING:
 _BOX_CONVENTIONS: tuple[BoxConvention, ...] = ("absolute", "norm1000")
 
 
-def encode_image(image: Image, image_format: str = "png") -> str:
+def encode_image(image: Image, image_format: str = "png", cache: EncodedImageCache | None = None) -> str:
     """Return an image as a ``data:`` URL; PNG keeps the pixels the graph resized exactly."""
-    buffer = io.BytesIO()
-    fmt = image_format.lower()
-    if fmt in {"jpg", "jpeg"}:
-        image.convert("RGB").save(buffer, format="JPEG", quality=95)
-        mime = "image/jpeg"
-    else:
-        image.save(buffer, format="PNG")
-        mime = "image/png"
-    return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+    data, mime = cache.base64(image, image_format) if cache is not None else image_base64(image, image_format)
+    return f"data:{mime};base64,{data}"
 
 
-def to_openai_messages(messages: Sequence[Message], image_format: str = "png") -> list[dict[str, Any]]:
+def to_openai_messages(
+    messages: Sequence[Message], image_format: str = "png", cache: EncodedImageCache | None = None
+) -> list[dict[str, Any]]:
     """Convert our messages to chat-completions messages (image parts before text, as sent)."""
     out: list[dict[str, Any]] = []
     for message in messages:
@@ -51,7 +49,9 @@ def to_openai_messages(messages: Sequence[Message], image_format: str = "png") -
         content: list[dict[str, Any]] = []
         for part in message.parts:
             if isinstance(part, ImagePart):
-                content.append({"type": "image_url", "image_url": {"url": encode_image(part.image, image_format)}})
+                content.append(
+                    {"type": "image_url", "image_url": {"url": encode_image(part.image, image_format, cache)}}
+                )
             elif isinstance(part, TextPart):
                 content.append({"type": "text", "text": part.text})
         out.append({"role": message.role, "content": content})
@@ -59,7 +59,18 @@ def to_openai_messages(messages: Sequence[Message], image_format: str = "png") -
 
 
 class OpenAIPolicy:
-    """A chat model behind an OpenAI-compatible endpoint."""
+    """A chat model behind an OpenAI-compatible endpoint.
+
+    Faults are retried in two layers. The SDK's own machinery (``max_retries``) retries
+    timeouts, dropped connections, 408/409/429 and 5xx with exponential backoff, honouring
+    ``Retry-After``. A 200 that is not a completion (truncated JSON, an HTML page, no
+    choices) is not an HTTP fault to the SDK; tenacity retries those ``malformed_retries``
+    times with jittered backoff from ``retry_backoff_s``. What still fails becomes a
+    PolicyError, which the graph records as the query's ``policy_error`` status.
+
+    Encoded images are kept by content (``image_cache_mb``), so turn 2 and the queries
+    that share a video do not encode the same frames again.
+    """
 
     def __init__(
         self,
@@ -71,8 +82,11 @@ class OpenAIPolicy:
         box_convention: str = "absolute",
         timeout_s: float = 120.0,
         max_retries: int = 3,
+        malformed_retries: int = 2,
+        retry_backoff_s: float = 0.5,
         logprobs: bool = True,
         image_format: str = "png",
+        image_cache_mb: float = 128,
         extra_body: dict[str, Any] | None = None,
     ) -> None:
         if box_convention not in _BOX_CONVENTIONS:
@@ -84,7 +98,10 @@ class OpenAIPolicy:
         self._box_convention: BoxConvention = box_convention
         self._want_logprobs = logprobs
         self._image_format = image_format
+        self._images = EncodedImageCache(int(image_cache_mb * 2**20))
         self._extra_body = dict(extra_body or {})
+        self._malformed_retries = malformed_retries
+        self._retry_backoff_s = retry_backoff_s
         base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if not key:
@@ -93,9 +110,19 @@ class OpenAIPolicy:
                     "openai: policy needs OPENAI_API_KEY in the environment (or --base-url for a local server)"
                 )
             key = "EMPTY"  # self-hosted servers such as vLLM accept any key
-        self._client: openai.OpenAI = openai.OpenAI(
-            api_key=key, base_url=base_url, timeout=timeout_s, max_retries=max_retries
+        self._client_options: dict[str, Any] = {
+            "api_key": key,
+            "base_url": base_url,
+            "timeout": timeout_s,
+            "max_retries": max_retries,
+        }
+        self._client: openai.OpenAI = openai.OpenAI(**self._client_options)
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
+            weakref.WeakKeyDictionary()
         )
+
+    def __repr__(self) -> str:
+        return f"OpenAIPolicy({self._spec!r})"  # never the key
 
     @property
     def info(self) -> PolicyInfo:
@@ -107,12 +134,43 @@ class OpenAIPolicy:
         return width, height
 
     def generate(self, messages: Sequence[Message], sampling: SamplingParams) -> Generation:
-        """One chat completion; API faults after the SDK's retries become PolicyError."""
-        import openai
+        """One chat completion; API faults after the retries become PolicyError."""
+        import tenacity
 
+        wire = to_openai_messages(messages, self._image_format, self._images)
+        for attempt in tenacity.Retrying(**self._malformed_retry()):
+            with attempt:
+                return self._complete(lambda request: self._client.chat.completions.create(**request), wire, sampling)
+        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+    async def agenerate(self, messages: Sequence[Message], sampling: SamplingParams) -> Generation:
+        """One chat completion on the async client; images are encoded in a worker thread."""
+        import tenacity
+
+        wire = await asyncio.to_thread(to_openai_messages, messages, self._image_format, self._images)
+        client = await self._async_client()
+        async for attempt in tenacity.AsyncRetrying(**self._malformed_retry()):
+            with attempt:
+                return await self._acomplete(client, wire, sampling)
+        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+    # ---- internals
+
+    def _malformed_retry(self) -> dict[str, Any]:
+        import tenacity
+
+        return {
+            "stop": tenacity.stop_after_attempt(self._malformed_retries + 1),
+            "wait": tenacity.wait_exponential(multiplier=self._retry_backoff_s, max=8.0)
+            + tenacity.wait_random(0, self._retry_backoff_s),
+            "retry": tenacity.retry_if_exception_type(MalformedResponseError),
+            "reraise": True,
+        }
+
+    def _request(self, wire: list[dict[str, Any]], sampling: SamplingParams) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": self._model,
-            "messages": to_openai_messages(messages, self._image_format),
+            "messages": wire,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             "max_tokens": sampling.max_new_tokens,
@@ -125,27 +183,92 @@ class OpenAIPolicy:
         if self._want_logprobs:
             request["logprobs"] = True
             extra.setdefault("return_token_ids", True)
-        try:
-            response = self._client.chat.completions.create(**request, extra_body=extra or None)
-        except openai.BadRequestError as exc:
-            if not self._want_logprobs or "logprob" not in str(exc).lower():
-                raise PolicyError(f"{self._spec}: request rejected: {_short(exc)}") from exc
-            self._want_logprobs = False  # this server does not offer log-probs: stop asking
-            return self.generate(messages, sampling)
-        except openai.APIError as exc:
+        request["extra_body"] = extra or None
+        return request
+
+    def _complete(
+        self, create: Callable[[dict[str, Any]], Any], wire: list[dict[str, Any]], sampling: SamplingParams
+    ) -> Generation:
+        while True:
+            asked_logprobs = self._want_logprobs
+            try:
+                return _generation_from(create(self._request(wire, sampling)), self._spec)
+            except Exception as exc:  # noqa: BLE001 - sorted into retry, fallback or PolicyError below
+                self._handle(exc, asked_logprobs)
+
+    async def _acomplete(
+        self, client: openai.AsyncOpenAI, wire: list[dict[str, Any]], sampling: SamplingParams
+    ) -> Generation:
+        while True:
+            asked_logprobs = self._want_logprobs
+            try:
+                response = await client.chat.completions.create(**self._request(wire, sampling))
+                return _generation_from(response, self._spec)
+            except Exception as exc:  # noqa: BLE001 - sorted into retry, fallback or PolicyError below
+                self._handle(exc, asked_logprobs)
+
+    def _handle(self, exc: Exception, asked_logprobs: bool) -> None:
+        """Return to ask again without log-probs; otherwise raise the PolicyError ``exc`` amounts to."""
+        import openai
+
+        if isinstance(exc, PolicyError):
+            raise exc
+        if isinstance(exc, openai.BadRequestError):
+            if asked_logprobs and "logprob" in str(exc).lower():
+                self._want_logprobs = False  # this server does not offer log-probs: stop asking
+                return
+            raise PolicyError(f"{self._spec}: request rejected: {_short(exc)}") from exc
+        if isinstance(exc, openai.APIResponseValidationError | ValueError):
+            # A 200 whose body is not a completion (cut JSON, say); the SDK does not retry these.
+            raise MalformedResponseError(f"{self._spec}: malformed response: {_short(exc)}") from exc
+        if isinstance(exc, openai.APIError):
             raise PolicyError(f"{self._spec}: {type(exc).__name__}: {_short(exc)}") from exc
-        return _generation_from(response, self._spec)
+        raise exc
+
+    async def _async_client(self) -> openai.AsyncOpenAI:
+        """This event loop's client: httpx connections belong to the loop that opened them."""
+        loop = asyncio.get_running_loop()
+        entry = self._async_clients.get(loop)
+        if entry is None:
+            entry = _LoopClient(self._client_options)
+            self._async_clients[loop] = entry
+            await entry.closer.__anext__()
+        return entry.client
+
+
+class _LoopClient:
+    """An async client and a suspended async generator that closes it when its loop shuts down.
+
+    ``asyncio.run`` closes every live async generator before closing the loop
+    (``loop.shutdown_asyncgens``), so the connections are closed on the loop that owns them
+    instead of being left for a garbage collector running under some later loop.
+    """
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        import openai
+
+        self.client = openai.AsyncOpenAI(**options, http_client=openai.DefaultAsyncHttpxClient())
+        self.closer = self._close_at_shutdown()
+
+    async def _close_at_shutdown(self) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await self.client.close()
 
 
 def _generation_from(response: Any, spec: str) -> Generation:
     """Extract text, token ids and log-probs from a chat completion, tolerating missing pieces."""
+    if isinstance(response, str | bytes):
+        # The SDK hands back the raw body when a 200 is not JSON (an HTML error page from a proxy, say).
+        raise MalformedResponseError(f"{spec}: malformed response: not JSON but {_short(ValueError(response), 80)}")
     choices = getattr(response, "choices", None)
     if not choices:
-        raise PolicyError(f"{spec}: malformed response with no choices")
+        raise MalformedResponseError(f"{spec}: malformed response with no choices")
     choice = choices[0]
     text = getattr(choice.message, "content", None)
     if not isinstance(text, str):
-        raise PolicyError(f"{spec}: malformed response: message content is {type(text).__name__}, not text")
+        raise MalformedResponseError(f"{spec}: malformed response: message content is {type(text).__name__}, not text")
     logprobs: list[float] | None = None
     content = getattr(choice.logprobs, "content", None) if choice.logprobs is not None else None
     if content:

@@ -1,8 +1,9 @@
 """Tiny random models for tests: ours and users' own.
 
 Everything here builds locally, with no hub: a tiny Qwen2.5-VL / Qwen3-VL with a small
-locally trained tokenizer and the real processor, and a tiny SAM2 checkpoint. Each is
-saved to disk and loaded back through the same spec path (``hf:DIR``, ``sam2:CFG:CKPT``)
+locally trained tokenizer and the real processor, a tiny SAM2 checkpoint for the sam2
+package and a tiny transformers SAM2 video model. Each is saved to disk and loaded back
+through the same spec path (``hf:DIR``, ``sam2:CFG:CKPT``, ``hf-sam2:DIR``)
 a user would use, so tests exercise the real loading code.
 """
 
@@ -12,6 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from revseg.testing.hf_sam2 import build_tiny_hf_sam2
     from revseg.testing.sam2 import build_tiny_sam2
     from revseg.testing.vlm import build_tiny_qwen_vl, tiny_model_fingerprint
 
@@ -20,9 +22,10 @@ _EXPORTS = {
     "build_tiny_qwen_vl": "revseg.testing.vlm",
     "tiny_model_fingerprint": "revseg.testing.vlm",
     "build_tiny_sam2": "revseg.testing.sam2",
+    "build_tiny_hf_sam2": "revseg.testing.hf_sam2",
 }
 
-__all__ = ["build_tiny_qwen_vl", "build_tiny_sam2", "tiny_model_fingerprint"]
+__all__ = ["build_tiny_hf_sam2", "build_tiny_qwen_vl", "build_tiny_sam2", "tiny_model_fingerprint"]
 
 
 def __getattr__(name: str) -> Any:

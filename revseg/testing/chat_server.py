@@ -2,32 +2,95 @@
 
 It lets the real ``openai`` client, graph, parsers, tracker and writers run end to end
 with deterministic answers: a *responder* function sees each request (messages with
-their image parts) and returns the assistant text. Responses carry per-token log-probs
-and vLLM-style ``token_ids`` when the request asks for them, so RL code paths run too.
-Loopback only; the server stops with its context manager.
+their image parts) and returns the assistant text (or a whole assistant message, for
+tool calls). Responses carry per-token log-probs and vLLM-style ``token_ids`` when the
+request asks for them, so RL code paths run too. Loopback only; the server stops with
+its context manager.
+
+Faults a real endpoint has are injected by raising :class:`ChatServerFault` from a
+responder: HTTP errors (429 with ``Retry-After``, 500, ...), replies slower than the
+client's timeout, dropped connections, and 200 answers that are not completions
+(truncated JSON, the wrong content type, no choices). :func:`inject_faults` wraps a
+responder with a deterministic schedule, and ``latency_s`` delays every reply.
+Run ``python -m revseg.testing.chat_server --latency 0.5`` for a standalone server.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
-Responder = Callable[[dict[str, Any]], str]
+Answer = str | dict[str, Any]
+Responder = Callable[[dict[str, Any]], Answer]
+FaultKind = Literal["http", "timeout", "drop", "truncated", "wrong_content_type", "no_choices"]
 
 
 class ChatServerFault(Exception):
-    """Raise from a responder to answer with an HTTP error instead of a completion."""
+    """Raise from a responder to answer with a fault instead of a completion.
 
-    def __init__(self, status: int, message: str = "injected fault", headers: dict[str, str] | None = None) -> None:
+    ``ChatServerFault(status, message, headers)`` answers with that HTTP error; the class
+    methods build the other kinds of fault a real endpoint shows.
+    """
+
+    def __init__(
+        self,
+        status: int = 500,
+        message: str = "injected fault",
+        headers: dict[str, str] | None = None,
+        *,
+        kind: FaultKind = "http",
+        delay_s: float = 0.0,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.kind = kind
+        self.delay_s = delay_s
+
+    @classmethod
+    def rate_limited(cls, retry_after_s: float = 0.05) -> ChatServerFault:
+        """429 Too Many Requests with a ``Retry-After`` header (seconds, fractions allowed)."""
+        return cls(429, "rate limited", {"Retry-After": f"{retry_after_s:g}"})
+
+    @classmethod
+    def server_error(cls, status: int = 500) -> ChatServerFault:
+        """A 5xx without any hint of when to retry."""
+        return cls(status, "internal server error")
+
+    @classmethod
+    def timeout(cls, delay_s: float) -> ChatServerFault:
+        """Answer normally, but only after ``delay_s`` seconds: longer than the client's timeout."""
+        return cls(200, "slow", kind="timeout", delay_s=delay_s)
+
+    @classmethod
+    def dropped(cls) -> ChatServerFault:
+        """Close the connection without sending a response."""
+        return cls(0, "connection dropped", kind="drop")
+
+    @classmethod
+    def truncated(cls) -> ChatServerFault:
+        """200 with a JSON body cut in half."""
+        return cls(200, "truncated body", kind="truncated")
+
+    @classmethod
+    def wrong_content_type(cls) -> ChatServerFault:
+        """200 with an HTML page instead of JSON (a proxy's error page, say)."""
+        return cls(200, "html instead of json", kind="wrong_content_type")
+
+    @classmethod
+    def no_choices(cls) -> ChatServerFault:
+        """200 with well-formed JSON that holds no choices."""
+        return cls(200, "no choices", kind="no_choices")
 
 
 def count_images(message: dict[str, Any]) -> int:
@@ -61,6 +124,34 @@ def paper_responder(
     return respond
 
 
+def request_key(request: dict[str, Any]) -> str:
+    """A digest of a request's conversation: retries of one request share it."""
+    return hashlib.sha1(json.dumps(request.get("messages"), sort_keys=True).encode()).hexdigest()
+
+
+def inject_faults(responder: Responder, schedule: Callable[[dict[str, Any], int], ChatServerFault | None]) -> Responder:
+    """Wrap ``responder`` so that ``schedule(request, attempt)`` may answer with a fault instead.
+
+    ``attempt`` counts earlier requests with the same conversation (0 the first time), so a
+    schedule can fail a request once and let its retry through, or fail it every time. The
+    schedule decides from the request alone, so the faults do not depend on arrival order.
+    """
+    seen: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def respond(request: dict[str, Any]) -> Answer:
+        key = request_key(request)
+        with lock:
+            attempt = seen[key]
+            seen[key] += 1
+        fault = schedule(request, attempt)
+        if fault is not None:
+            raise fault
+        return responder(request)
+
+    return respond
+
+
 @dataclass
 class ChatServerLog:
     """What the server received, for assertions."""
@@ -69,20 +160,19 @@ class ChatServerLog:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _completion(request: dict[str, Any], text: str) -> dict[str, Any]:
+def _completion(request: dict[str, Any], answer: Answer) -> dict[str, Any]:
+    message: dict[str, Any] = (
+        {"role": "assistant", "content": answer} if isinstance(answer, str) else {"role": "assistant", **answer}
+    )
+    text = message.get("content") or ""
     # Four characters a "token"; a max_tokens budget cuts the answer like a real server would.
     tokens = [text[i : i + 4] for i in range(0, len(text), 4)] or [""]
     budget = request.get("max_tokens") or request.get("max_completion_tokens")
-    finish = "stop"
+    finish = "tool_calls" if message.get("tool_calls") else "stop"
     if isinstance(budget, int) and len(tokens) > budget:
         tokens, finish = tokens[:budget], "length"
-        text = "".join(tokens)
-    choice: dict[str, Any] = {
-        "index": 0,
-        "message": {"role": "assistant", "content": text},
-        "finish_reason": finish,
-        "logprobs": None,
-    }
+        message["content"] = "".join(tokens)
+    choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
     if request.get("logprobs"):
         choice["logprobs"] = {
             "content": [
@@ -103,11 +193,16 @@ def _completion(request: dict[str, Any], text: str) -> dict[str, Any]:
 
 
 @contextmanager
-def chat_server(responder: Responder, log: ChatServerLog | None = None) -> Iterator[str]:
-    """Serve ``responder`` on 127.0.0.1 at a free port; yields the ``base_url`` (ending in /v1)."""
+def chat_server(responder: Responder, log: ChatServerLog | None = None, *, latency_s: float = 0.0) -> Iterator[str]:
+    """Serve ``responder`` on 127.0.0.1 at a free port; yields the ``base_url`` (ending in /v1).
+
+    Every reply waits ``latency_s`` first (requests are served concurrently, one thread each).
+    """
     record = log if log is not None else ChatServerLog()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real servers and the SDK's pool expect
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             request = json.loads(self.rfile.read(length) or b"{}")
@@ -116,27 +211,53 @@ def chat_server(responder: Responder, log: ChatServerLog | None = None) -> Itera
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
                 return
+            if latency_s:
+                time.sleep(latency_s)
             try:
-                text = responder(request)
+                answer = responder(request)
             except ChatServerFault as fault:
-                self._send(fault.status, {"error": {"message": fault.message, "code": fault.status}}, fault.headers)
+                self._fault(fault, request)
                 return
-            self._send(200, _completion(request, text))
+            self._send(200, _completion(request, answer))
+
+        def _fault(self, fault: ChatServerFault, request: dict[str, Any]) -> None:
+            if fault.kind == "http":
+                self._send(fault.status, {"error": {"message": fault.message, "code": fault.status}}, fault.headers)
+            elif fault.kind == "timeout":
+                time.sleep(fault.delay_s)
+                self._send(200, _completion(request, "too late"))
+            elif fault.kind == "drop":
+                self.close_connection = True
+            elif fault.kind == "truncated":
+                body = json.dumps(_completion(request, "cut short")).encode()
+                self._send_bytes(200, body[: len(body) // 2], "application/json")
+            elif fault.kind == "wrong_content_type":
+                self._send_bytes(200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
+            elif fault.kind == "no_choices":
+                self._send(200, {**_completion(request, ""), "choices": []})
 
         def _send(self, code: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self._send_bytes(code, json.dumps(body).encode(), "application/json", headers)
+
+        def _send_bytes(self, code: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+            try:
+                self.send_response(code)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up (its timeout): nothing to answer
 
         def log_message(self, format: str, *args: Any) -> None:  # silence per-request stderr lines
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 1024  # many clients connect at once; the default backlog of 5 drops SYNs
+
+    server = Server(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -144,3 +265,19 @@ def chat_server(responder: Responder, log: ChatServerLog | None = None) -> Itera
     finally:
         server.shutdown()
         server.server_close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve :func:`paper_responder` until interrupted, printing the base URL on the first line."""
+    parser = argparse.ArgumentParser(description="A local chat-completions server answering in the paper's format.")
+    parser.add_argument("--latency", type=float, default=0.0, help="Seconds every reply waits.")
+    parser.add_argument("--keyframe", type=int, default=5, help="Sampled-frame index turn 1 answers.")
+    args = parser.parse_args(argv)
+    with chat_server(paper_responder(keyframe=args.keyframe), latency_s=args.latency) as url:
+        print(url, flush=True)
+        with suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,7 @@ backends themselves.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -33,6 +34,7 @@ class ScriptedPolicy:
     answers: list[str | Exception]
     box_convention: BoxConvention = "absolute"
     calls: list[list[Message]] = field(default_factory=list)
+    delay_s: float = 0.0
 
     @property
     def info(self) -> PolicyInfo:
@@ -55,6 +57,12 @@ class ScriptedPolicy:
             raise answer
         ids = list(range(len(answer.split())))
         return Generation(text=answer, token_ids=ids, logprobs=[-0.5] * len(ids))
+
+    async def agenerate(self, messages: Sequence[Message], sampling: SamplingParams) -> Generation:
+        """Pop the next answer after ``delay_s`` (a stand-in for network latency)."""
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        return self.generate(messages, sampling)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,8 @@ TURN2 = '[{"bbox_2d": [84, 168, 420, 672], "label": "rider"}]'
 
 def run(policy: ScriptedPolicy, clip: Path, out: Path, tracker: BoxTracker | None = None, **settings: object) -> dict:
     context = ChainContext(policy=policy, tracker=tracker, settings=ChainSettings(**settings))  # type: ignore[arg-type]
-    state = build_graph().invoke({"video_path": str(clip), "query": "who leads?", "out_dir": str(out)}, context=context)
-    return dict(state)
+    inputs = {"video_path": str(clip), "query": "who leads?", "out_dir": str(out)}
+    return dict(asyncio.run(build_graph().ainvoke(inputs, context=context)))  # type: ignore[arg-type]
 
 
 def test_success_path_maps_keyframe_and_rescales_box_to_original_frame(small_clip: Path, tmp_path: Path) -> None:
@@ -139,8 +140,8 @@ def test_missing_video_raises_video_error(tmp_path: Path) -> None:
 def test_trajectory_from_state_round_trips(small_clip: Path, tmp_path: Path) -> None:
     policy = ScriptedPolicy([TURN1, TURN2])
     context = ChainContext(policy=policy, tracker=BoxTracker())
-    state = build_graph().invoke(
-        {"video_path": str(small_clip), "query": "q", "out_dir": str(tmp_path)}, context=context
+    state = asyncio.run(
+        build_graph().ainvoke({"video_path": str(small_clip), "query": "q", "out_dir": str(tmp_path)}, context=context)
     )
     trajectory = trajectory_from_state(state, context, query_id="q1")
     assert context.frame_cache.hits == 16  # turn 2's history reused turn 1's frames, no second decode

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ def portrait_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def base_state(clip: Path, out: Path) -> dict[str, Any]:
     state: dict[str, Any] = {"video_path": str(clip), "query": "the thing", "out_dir": str(out)}
-    state.update(sample(state, runtime(ScriptedPolicy([]), num_frames=4)))  # type: ignore[arg-type]
+    state.update(asyncio.run(sample(state, runtime(ScriptedPolicy([]), num_frames=4))))  # type: ignore[arg-type]
     return state
 
 
@@ -43,14 +44,16 @@ def test_sample_records_the_video_reference_and_uniform_indices(portrait_clip: P
 
 def test_sample_of_a_one_frame_video_repeats_frame_zero(tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "one.mp4", [np.zeros((32, 48, 3), np.uint8)])
-    update = sample({"video_path": str(clip), "query": "q", "out_dir": str(tmp_path)}, runtime(ScriptedPolicy([])))
+    update = asyncio.run(
+        sample({"video_path": str(clip), "query": "q", "out_dir": str(tmp_path)}, runtime(ScriptedPolicy([])))  # type: ignore[arg-type]
+    )
     assert update["sampled_indices"] == [0] * 16
 
 
 def test_interpret_sends_frames_at_448_and_records_the_turn(portrait_clip: Path, tmp_path: Path) -> None:
     state = base_state(portrait_clip, tmp_path)
     policy = ScriptedPolicy(["<answer>[]</answer>"])
-    update = interpret(state, runtime(policy, num_frames=4))  # type: ignore[arg-type]
+    update = asyncio.run(interpret(state, runtime(policy, num_frames=4)))  # type: ignore[arg-type]
     (turn,) = update["turns"]
     assert turn["name"] == "interpret" and turn["image_frames"] == [0, 1, 3, 4]
     assert turn["image_size"] == [448, 448]
@@ -64,7 +67,7 @@ def test_select_frames_maps_sample_index_to_original_frame(portrait_clip: Path, 
     state["turns"] = [
         {"response": "<think>x</think><answer>[{'frame_idx': 2, 'object description': 'the box'}]</answer>"}
     ]
-    update = select_frames(state, runtime(ScriptedPolicy([])))  # type: ignore[arg-type]
+    update = asyncio.run(select_frames(state, runtime(ScriptedPolicy([]))))  # type: ignore[arg-type]
     assert update["targets"] == [
         {"description": "the box", "sample_idx": 2, "frame_index": 3, "raw_box": None, "box": None, "label": None}
     ]
@@ -75,7 +78,7 @@ def test_select_frames_maps_sample_index_to_original_frame(portrait_clip: Path, 
 def test_select_frames_rejects_bad_answers_with_a_reason(portrait_clip: Path, tmp_path: Path, answer: str) -> None:
     state = base_state(portrait_clip, tmp_path)
     state["turns"] = [{"response": answer}]
-    update = select_frames(state, runtime(ScriptedPolicy([])))  # type: ignore[arg-type]
+    update = asyncio.run(select_frames(state, runtime(ScriptedPolicy([]))))  # type: ignore[arg-type]
     assert update["status"] == Status.FAILED_SELECT_FRAMES.value and update["reason"].startswith("turn 1:")
 
 
@@ -95,7 +98,7 @@ def test_ground_rescales_the_box_to_the_portrait_frame(
     state["turns"] = [{"prompt": "P1", "response": "R1"}]
     state["targets"] = [{"description": "the box", "sample_idx": 2, "frame_index": 3}]
     policy = ScriptedPolicy([answer], box_convention=convention)  # type: ignore[arg-type]
-    update = ground(state, runtime(policy, num_frames=4))  # type: ignore[arg-type]
+    update = asyncio.run(ground(state, runtime(policy, num_frames=4)))  # type: ignore[arg-type]
     assert "status" not in update
     assert update["targets"][0]["box"] == pytest.approx(list(expected))
     assert update["turns"][1]["name"] == "ground" and update["turns"][1]["target"] == 0
@@ -105,14 +108,14 @@ def test_ground_rescales_the_box_to_the_portrait_frame(
 
 def test_segment_without_a_tracker_keeps_the_status_and_writes_nothing(portrait_clip: Path, tmp_path: Path) -> None:
     state = base_state(portrait_clip, tmp_path)
-    assert segment(state, runtime(ScriptedPolicy([]))) == {"status": Status.OK.value}  # type: ignore[arg-type]
+    assert asyncio.run(segment(state, runtime(ScriptedPolicy([])))) == {"status": Status.OK.value}  # type: ignore[arg-type]
     assert not (tmp_path / "masks").exists()
 
 
 def test_segment_writes_one_mask_per_frame_at_original_size(portrait_clip: Path, tmp_path: Path) -> None:
     state = base_state(portrait_clip, tmp_path)
     state["targets"] = [{"description": "d", "sample_idx": 0, "frame_index": 4, "box": [10, 20, 30, 40]}]
-    update = segment(state, runtime(ScriptedPolicy([]), BoxTracker()))  # type: ignore[arg-type]
+    update = asyncio.run(segment(state, runtime(ScriptedPolicy([]), BoxTracker())))  # type: ignore[arg-type]
     assert update["status"] == Status.OK.value
     pngs = sorted((tmp_path / "masks").glob("*.png"))
     assert [p.stem for p in pngs] == ["00000", "00001", "00002", "00003", "00004"]

@@ -7,11 +7,13 @@ yield ready policies::
 
 The checks ask only what the protocol promises: generated text, token ids and
 log-probs that agree with each other when present, a multi-turn conversation with
-images in both turns and assistant history, a sane ``seen_size``, and an identity.
+images in both turns and assistant history, the same through ``agenerate``, a sane
+``seen_size``, and an identity.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 
@@ -105,6 +107,7 @@ def check_policy_conformance(policy: Policy, sampling: SamplingParams = CONFORMA
     check_generation(first, sampling)
     second = policy.generate(second_turn(history, first.text), sampling)
     check_generation(second, sampling)
+    check_generation(asyncio.run(policy.agenerate(history, sampling)), sampling)
     check_seen_size(policy)
     check_info(policy)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import time
@@ -11,12 +12,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from revseg.errors import PolicyError, SpecError
+from revseg.errors import MalformedResponseError, PolicyError, SpecError
 from revseg.policies import build_policy
 from revseg.policies.base import ImagePart, Message, TextPart
 from revseg.policies.openai import OpenAIPolicy
 from revseg.settings import SamplingParams
-from revseg.testing.chat_server import ChatServerFault, ChatServerLog, chat_server, paper_responder
+from revseg.testing.chat_server import ChatServerFault, ChatServerLog, chat_server, inject_faults, paper_responder
 from tests.policies.conformance import conformance_test
 
 
@@ -141,3 +142,69 @@ def test_malformed_specs_name_the_problem(spec: str, match: str) -> None:
 def test_unknown_box_convention_is_rejected() -> None:
     with pytest.raises(SpecError, match="box convention"):
         build_policy("openai:m", base_url="http://127.0.0.1:9/v1", box_convention="relative")
+
+
+FAULTS = {
+    "429 with Retry-After": ChatServerFault.rate_limited(0.3),
+    "500": ChatServerFault.server_error(),
+    "timeout": ChatServerFault.timeout(2.0),
+    "dropped connection": ChatServerFault.dropped(),
+    "truncated JSON": ChatServerFault.truncated(),
+    "HTML instead of JSON": ChatServerFault.wrong_content_type(),
+    "no choices": ChatServerFault.no_choices(),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_async_client_retries_each_fault_once_and_answers(fault: str) -> None:
+    log = ChatServerLog()
+    responder = inject_faults(lambda request: "fine", lambda request, attempt: FAULTS[fault] if attempt == 0 else None)
+    with chat_server(responder, log) as url:
+        policy = OpenAIPolicy("m", base_url=url, timeout_s=0.5, max_retries=2, retry_backoff_s=0.01)
+        start = time.perf_counter()
+        generation = asyncio.run(policy.agenerate(conversation(), SamplingParams()))
+    assert generation.text == "fine" and len(log.requests) == 2
+    if fault == "429 with Retry-After":
+        assert time.perf_counter() - start >= 0.3  # the server's Retry-After, not the SDK's own backoff
+
+
+@pytest.mark.parametrize("fault", ["truncated JSON", "no choices", "500"])
+def test_a_fault_that_persists_becomes_policy_error_naming_it(fault: str) -> None:
+    log = ChatServerLog()
+    with chat_server(inject_faults(lambda request: "never", lambda request, attempt: FAULTS[fault]), log) as url:
+        policy = OpenAIPolicy("m", base_url=url, max_retries=1, malformed_retries=2, retry_backoff_s=0.01)
+        with pytest.raises(PolicyError) as caught:
+            asyncio.run(policy.agenerate(conversation(), SamplingParams()))
+    if fault == "500":
+        assert "InternalServerError" in str(caught.value) and len(log.requests) == 2  # the SDK's retries
+    else:
+        assert isinstance(caught.value, MalformedResponseError) and "malformed" in str(caught.value)
+        assert len(log.requests) == 3  # tenacity's retries of a malformed 200
+
+
+def test_sync_and_async_share_the_retry_rules() -> None:
+    log = ChatServerLog()
+    schedule = lambda request, attempt: ChatServerFault.truncated() if attempt % 2 == 0 else None  # noqa: E731
+    with chat_server(inject_faults(lambda request: "fine", schedule), log) as url:
+        policy = OpenAIPolicy("m", base_url=url, retry_backoff_s=0.01)
+        assert policy.generate(conversation(), SamplingParams()).text == "fine"
+    assert len(log.requests) == 2
+
+
+def test_one_policy_serves_successive_event_loops() -> None:
+    with chat_server(lambda request: "fine") as url:
+        policy = OpenAIPolicy("m", base_url=url)
+        answers = [asyncio.run(policy.agenerate(conversation(), SamplingParams())).text for _ in range(3)]
+        assert policy.generate(conversation(), SamplingParams()).text == "fine"
+    assert answers == ["fine"] * 3
+
+
+def test_frames_sent_twice_are_encoded_once() -> None:
+    log = ChatServerLog()
+    with chat_server(lambda request: "ok", log) as url:
+        policy = OpenAIPolicy("m", base_url=url)
+        messages = [*conversation(), Message.assistant("x"), *conversation()]
+        asyncio.run(policy.agenerate(messages, SamplingParams()))
+    assert (policy._images.misses, policy._images.hits) == (3, 3)
+    first, second = log.requests[0]["messages"][0], log.requests[0]["messages"][2]
+    assert first == second

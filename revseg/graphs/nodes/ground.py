@@ -9,34 +9,34 @@ from langgraph.runtime import Runtime
 
 from revseg.errors import PolicyError
 from revseg.graphs.conversation import ground_messages
-from revseg.graphs.frames import resized_frames
-from revseg.graphs.state import ChainContext, ChainState
-from revseg.graphs.turns import record_turn
+from revseg.graphs.frames import aresized_frames
+from revseg.graphs.state import ChainContext, ChainState, chain_context
+from revseg.graphs.turns import ask_policy, record_turn
 from revseg.policies.parsing import parse_box_answer
 from revseg.policies.prompts import get_prompt_set
 from revseg.tools.boxes import is_degenerate, rescale_box
 from revseg.trajectory import Status, TurnRecord, VideoRef
 
 
-def ground(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
+async def ground(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
     """Ask for one box per target, continuing turn 1's conversation (prompt P2).
 
     Each target gets its own second turn on its own keyframe. The run fails at ground
     when any target's box does not parse or collapses to zero area after clipping:
     the format reward treats turn 2 as all-or-nothing, and so do we.
     """
-    ctx = runtime.context
+    ctx = chain_context(runtime)
     video = VideoRef.model_validate(state["video"])
     prompts = get_prompt_set(ctx.settings.prompt_set)
     first = state["turns"][0]
-    history = resized_frames(ctx, state["video_path"], state["sampled_indices"], ctx.settings.frame_size)
+    history = await aresized_frames(ctx, state["video_path"], state["sampled_indices"], ctx.settings.frame_size)
     size = ctx.settings.keyframe_size
     seen = ctx.policy.seen_size(*size)
     turns = list(state["turns"])
     targets = [dict(t) for t in state["targets"]]
     elapsed = 0.0
     for number, target in enumerate(targets):
-        keyframe = resized_frames(ctx, state["video_path"], [target["frame_index"]], size)[0]
+        keyframe = (await aresized_frames(ctx, state["video_path"], [target["frame_index"]], size))[0]
         prompt = prompts.render_ground(target["description"])
         turn = TurnRecord(
             name="ground", prompt=prompt, image_frames=[target["frame_index"]], image_size=size, seen_size=seen
@@ -44,8 +44,8 @@ def ground(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
         turn.target = number
         start = perf_counter()
         try:
-            generation = ctx.policy.generate(
-                ground_messages(history, first["prompt"], first["response"], keyframe, prompt), ctx.sampling
+            generation = await ask_policy(
+                ctx.policy, ground_messages(history, first["prompt"], first["response"], keyframe, prompt), ctx.sampling
             )
         except PolicyError as exc:
             turn.duration_s = perf_counter() - start

@@ -9,18 +9,18 @@ from langgraph.runtime import Runtime
 
 from revseg.errors import PolicyError
 from revseg.graphs.conversation import interpret_messages
-from revseg.graphs.frames import resized_frames
-from revseg.graphs.state import ChainContext, ChainState
-from revseg.graphs.turns import record_turn
+from revseg.graphs.frames import aresized_frames
+from revseg.graphs.state import ChainContext, ChainState, chain_context
+from revseg.graphs.turns import ask_policy, record_turn
 from revseg.policies.prompts import get_prompt_set
 from revseg.trajectory import Status, TurnRecord
 
 
-def interpret(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
+async def interpret(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
     """Ask the policy for a keyframe and a description of the target (prompt P1)."""
-    ctx = runtime.context
+    ctx = chain_context(runtime)
     size = ctx.settings.frame_size
-    frames = resized_frames(ctx, state["video_path"], state["sampled_indices"], size)
+    frames = await aresized_frames(ctx, state["video_path"], state["sampled_indices"], size)
     prompt = get_prompt_set(ctx.settings.prompt_set).render_interpret(
         state["query"], len(frames), ctx.settings.fps_label
     )
@@ -33,7 +33,7 @@ def interpret(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, An
     )
     start = perf_counter()
     try:
-        generation = ctx.policy.generate(interpret_messages(frames, prompt), ctx.sampling)
+        generation = await ask_policy(ctx.policy, interpret_messages(frames, prompt), ctx.sampling)
     except PolicyError as exc:
         turn.duration_s = perf_counter() - start
         return {

@@ -2,32 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
 from time import perf_counter
 from typing import Any
 
 from langgraph.runtime import Runtime
 
-from revseg.graphs.state import ChainContext, ChainState
+from revseg.graphs.state import ChainContext, ChainState, chain_context
 from revseg.tools.frames import open_video, sample_indices
+from revseg.trajectory import VideoRef
 
 
-def sample(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
+async def sample(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
     """Record the video reference and ``round(linspace(0, T-1, n))`` sampled indices.
 
     A broken video raises VideoError here: that is bad input, not a model outcome.
     """
+    ctx = chain_context(runtime)
     start = perf_counter()
-    reader = open_video(state["video_path"], backend=runtime.context.frame_backend)
-    try:
-        ref = reader.ref
-    finally:
-        reader.close()
-    indices = sample_indices(ref.num_frames, runtime.context.settings.num_frames)
+    ref = await asyncio.to_thread(probe_video, state["video_path"], ctx.frame_backend)
+    indices = sample_indices(ref.num_frames, ctx.settings.num_frames)
     return {
         "video": ref.model_dump(mode="json"),
         "sampled_indices": indices,
         "turns": [],
         "targets": [],
         "outputs": {},
+        "reviews": [],
         "timings": {"sample": perf_counter() - start},
     }
+
+
+def probe_video(path: str, backend: str) -> VideoRef:
+    """Open the video only to read its reference (frame count, size, fps)."""
+    reader = open_video(path, backend=backend)
+    try:
+        return reader.ref
+    finally:
+        reader.close()

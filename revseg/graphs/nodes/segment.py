@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from pathlib import Path
 from time import perf_counter
@@ -11,7 +12,7 @@ import numpy as np
 from langgraph.runtime import Runtime
 
 from revseg.errors import TrackerError
-from revseg.graphs.state import ChainContext, ChainState
+from revseg.graphs.state import ChainContext, ChainState, chain_context
 from revseg.tools.frames import FrameReader, open_video
 from revseg.tools.masks import MaskWriter, decode_rle, encode_rle
 from revseg.trajectory import Status, VideoRef
@@ -19,17 +20,23 @@ from revseg.trajectory import Status, VideoRef
 MASKS_DIR = "masks"
 
 
-def segment(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
+async def segment(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
     """Track every target from its keyframe, forwards and backwards, and write the masks.
 
     Targets that share a keyframe are tracked jointly in one pass that streams straight
     to disk. Targets on different keyframes need one pass each; their per-frame masks
     are held as RLE (small) and merged before writing. A no-target run writes empty
-    masks; with no tracker (``--tracker none``) the run ends after ground.
+    masks; with no tracker (``--tracker none``) the run ends after ground. Tracking and
+    writing block, so they run in a worker thread.
     """
-    ctx = runtime.context
+    ctx = chain_context(runtime)
     if ctx.tracker is None:
         return {"status": state.get("status", Status.OK.value)}
+    return await asyncio.to_thread(write_masks, state, ctx)
+
+
+def write_masks(state: ChainState, ctx: ChainContext) -> dict[str, Any]:
+    """The blocking part of :func:`segment`: track, write the masks, return the state update."""
     video = VideoRef.model_validate(state["video"])
     out = Path(state["out_dir"]) / MASKS_DIR
     targets = state.get("targets", [])

@@ -6,12 +6,12 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from revseg.graphs.state import ChainContext, ChainState
+from revseg.graphs.state import ChainContext, ChainState, chain_context
 from revseg.policies.parsing import parse_keyframe_answer
 from revseg.trajectory import Status, Target
 
 
-def select_frames(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
+async def select_frames(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
     """Turn the turn-1 answer into targets, or end the run with a typed status.
 
     ``frame_idx`` indexes the sampled frames (0..n-1); the target records both that and
@@ -26,7 +26,7 @@ def select_frames(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str
     if answer.no_target:
         return {"turns": turns, "status": Status.NO_TARGET.value, "reason": "the model found no target"}
     objects = answer.objects
-    limit = runtime.context.settings.max_objects
+    limit = chain_context(runtime).settings.max_objects
     if limit is not None:
         objects = objects[:limit]
     targets = [
