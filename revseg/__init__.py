@@ -24,6 +24,7 @@ _LAZY = {
     "ChainContext": "revseg.graphs",
     "build_policy": "revseg.policies",
     "build_tracker": "revseg.tools.trackers",
+    "track_video": "revseg.tools.track",
     "ChainSettings": "revseg.settings",
     "SamplingParams": "revseg.settings",
     "Trajectory": "revseg.trajectory",
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from revseg.graphs import ChainContext, build_graph
     from revseg.policies import build_policy
     from revseg.settings import ChainSettings, SamplingParams
+    from revseg.tools.track import track_video
     from revseg.tools.trackers import build_tracker
     from revseg.trajectory import Status, Trajectory
 
@@ -61,4 +63,5 @@ __all__ = [
     "build_policy",
     "build_tracker",
     "segment",
+    "track_video",
 ]

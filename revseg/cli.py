@@ -32,7 +32,8 @@ TrackerOpt = Annotated[
     str,
     typer.Option(
         envvar="REVSEG_TRACKER",
-        help="Tracker backend: sam2:HUB_ID, sam2:CONFIG:CHECKPOINT, or 'none' to stop after the box.",
+        help="Tracker backend: sam2:HUB_ID, sam2:CONFIG:CHECKPOINT, hf-sam2:HUB_ID_OR_PATH, or 'none' to stop"
+        " after the box; options after '?', e.g. sam2:HUB_ID?window=300&offload_video_to_cpu=true.",
     ),
 ]
 
@@ -85,12 +86,15 @@ def segment(
     seed: Annotated[int | None, typer.Option(help="Seed for sampling, for reproducible runs.")] = None,
     frame_backend: Annotated[str, typer.Option(help="Frame reader: auto, folder, decord or pyav.")] = "auto",
     overlay: Annotated[bool, typer.Option(help="Write overlay.mp4 with masks and the keyframe box.")] = True,
+    report: Annotated[
+        bool, typer.Option(help="Write report.html: the reasoning chain, keyframe, box and overlay on one page.")
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Segment the object QUERY refers to in VIDEO: masks for every frame plus the reasoning trajectory.
 
     Writes OUT/masks/*.png (one DAVIS-style mask per frame), OUT/masks.json (COCO RLE),
-    OUT/trajectory.json (the full record) and OUT/overlay.mp4.
+    OUT/trajectory.json (the full record), OUT/overlay.mp4 and OUT/report.html (open it in a browser).
     """
     from revseg.agents import ReVSegAgent
     from revseg.settings import ChainSettings, SamplingParams
@@ -110,6 +114,7 @@ def segment(
         frame_backend=frame_backend,
         progress=progress,
         overlay=overlay,
+        report=report,
         policy_options=_policy_options(policy, base_url=base_url, box_convention=box_convention, device=device),
         tracker_options={"device": device},
     )
@@ -127,6 +132,160 @@ def segment(
             typer.echo(f"keyframe {target.frame_index}: {target.description!r} box={target.box}")
     typer.echo(f"wrote {out_dir}")
     if trajectory.status.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def track(
+    video: Annotated[Path, typer.Argument(help="Video file (mp4/avi/mkv/webm/mov) or a folder of JPEG/PNG frames.")],
+    frame: Annotated[int, typer.Option("--frame", "-k", help="Keyframe index (0-based) the boxes are drawn on.")],
+    box: Annotated[
+        list[str],
+        typer.Option(help="x1,y1,x2,y2 in original pixels on the keyframe; repeat for several objects."),
+    ],
+    tracker: TrackerOpt = DEFAULT_TRACKER,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default: revseg-out/<video name>).", show_default=False)
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="Tracker device (default: cuda if present, else cpu).")] = None,
+    window: Annotated[
+        int | None,
+        typer.Option(min=2, help="sam2: track in stretches of this many frames (bounded memory; see README)."),
+    ] = None,
+    offload_video_to_cpu: Annotated[
+        bool, typer.Option("--offload-video-to-cpu", help="sam2: keep the frame cache in host memory.")
+    ] = False,
+    offload_state_to_cpu: Annotated[
+        bool, typer.Option("--offload-state-to-cpu", help="sam2: keep per-frame outputs in host memory.")
+    ] = False,
+    frame_backend: Annotated[
+        str, typer.Option(help="Frame reader: auto, folder, decord, pyav or torchcodec.")
+    ] = "auto",
+    overlay: Annotated[bool, typer.Option(help="Write overlay.mp4 with the masks and the keyframe boxes.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Track boxes from one keyframe through VIDEO, without a policy: masks for every frame.
+
+    Writes OUT/masks/*.png (one DAVIS-style mask per frame, object ids 1..K),
+    OUT/masks/masks.json (COCO RLE, union and per object), OUT/overlay.mp4 and OUT/track.json.
+    """
+    from revseg.tools.track import parse_box, track_video
+
+    try:
+        boxes = [parse_box(text) for text in box]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--box") from exc
+    options: dict[str, Any] = {}
+    if window is not None:
+        options["window"] = window
+    if offload_video_to_cpu:
+        options["offload_video_to_cpu"] = True
+    if offload_state_to_cpu:
+        options["offload_state_to_cpu"] = True
+    progress = not quiet
+    out_dir = out or _default_out(video)
+    _say(progress, f"tracking {len(boxes)} object(s) from frame {frame} with {tracker}")
+    result = track_video(
+        video,
+        frame,
+        boxes,
+        tracker,
+        out_dir,
+        frame_backend=frame_backend,
+        overlay=overlay,
+        progress=progress,
+        device=device,
+        tracker_options=options,
+    )
+    seconds = result.timings.get("track", 0.0)
+    typer.echo(f"tracked {result.video.num_frames} frames in {seconds:.1f}s")
+    typer.echo(f"wrote {result.out_dir}")
+
+
+@app.command("segment-batch")
+def segment_batch(
+    batch_file: Annotated[
+        Path, typer.Argument(help='JSON Lines, one {"id": ..., "video": ..., "query": ...} per line.')
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder: OUT/<id>/ per query and OUT/results.jsonl.")],
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=1024, help="Queries in flight at once (each has one policy request open).")
+    ] = 8,
+    resume: Annotated[bool, typer.Option(help="Skip the ids already in OUT/results.jsonl.")] = False,
+    policy: PolicyOpt = DEFAULT_POLICY,
+    tracker: TrackerOpt = DEFAULT_TRACKER,
+    frames: Annotated[int, typer.Option(min=1, max=256, help="Frames sampled uniformly for turn 1 (paper: 16).")] = 16,
+    base_url: Annotated[
+        str | None, typer.Option(help="openai: endpoint URL, e.g. http://localhost:8000/v1 (vLLM).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.01, help="openai: seconds before a request is retried.")] = 120.0,
+    max_retries: Annotated[
+        int, typer.Option(min=0, help="openai: retries of timeouts, dropped connections, 429 and 5xx.")
+    ] = 3,
+    box_convention: Annotated[
+        str | None,
+        typer.Option(help="How the policy writes boxes: 'absolute' pixels of the image it saw, or 'norm1000'."),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="Device for local models (default: cuda if present, else cpu).")
+    ] = None,
+    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 is greedy.")] = 0.0,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling mass.")] = 1.0,
+    top_k: Annotated[int | None, typer.Option(min=1, help="Top-k sampling.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Generation budget per turn.")] = 1024,
+    seed: Annotated[int | None, typer.Option(help="Seed for sampling, for reproducible runs.")] = None,
+    frame_backend: Annotated[str, typer.Option(help="Frame reader: auto, folder, decord or pyav.")] = "auto",
+    overlay: Annotated[bool, typer.Option(help="Write overlay.mp4 per query (off in batches by default).")] = False,
+    report: Annotated[bool, typer.Option(help="Write report.html per query (off in batches by default).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-query progress lines.")] = False,
+) -> None:
+    """Segment every query of BATCH_FILE, many at once against one policy, each written as it finishes.
+
+    Video paths are relative to BATCH_FILE's folder. Each query writes OUT/<id>/ (masks,
+    trajectory.json) and appends one line to OUT/results.jsonl with its status and, for a
+    failure, the reason (API faults are retried first). Exits 1 when any query failed.
+    """
+    import asyncio
+
+    from revseg.agents import ReVSegAgent, run_batch_file
+    from revseg.agents.batch import read_batch_file
+    from revseg.settings import ChainSettings, SamplingParams
+
+    progress = not quiet
+    total = len(read_batch_file(batch_file))  # a bad file fails before any model loads
+    options = _policy_options(policy, base_url=base_url, box_convention=box_convention, device=device)
+    if policy.startswith("openai:"):
+        options.update(timeout_s=timeout, max_retries=max_retries)
+    _say(progress, f"loading policy {policy} and tracker {tracker}")
+    agent = ReVSegAgent(
+        policy,
+        tracker,
+        settings=ChainSettings(num_frames=frames),
+        sampling=SamplingParams(
+            temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed
+        ),
+        frame_backend=frame_backend,
+        overlay=overlay,
+        report=report,
+        policy_options=options,
+        tracker_options={"device": device},
+    )
+    finished = [0]
+
+    def show(record: dict[str, Any]) -> None:
+        finished[0] += 1
+        reason = f" ({record['reason']})" if record.get("reason") and record["status"] != "ok" else ""
+        took = f" in {record['seconds']:.1f}s" if "seconds" in record else ""
+        _say(progress, f"[{finished[0]}] {record['id']}: {record['status']}{reason}{took}")
+
+    summary = asyncio.run(
+        run_batch_file(agent, batch_file, out, concurrency=concurrency, resume=resume, on_result=show)
+    )
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.statuses.items())) or "nothing to run"
+    skipped = f", {summary.skipped} skipped (already done)" if summary.skipped else ""
+    typer.echo(f"{summary.ran} of {total} queries ran: {counts}{skipped}")
+    typer.echo(f"wrote {summary.results}")
+    if summary.failed:
         raise typer.Exit(1)
 
 
@@ -157,6 +316,351 @@ def _describe(node: str, update: dict[str, Any]) -> str:
     status = update.get("status")
     tail = f" -> {status}" if status else ""
     return f"[{node}] done in {seconds:.1f}s{tail}"
+
+
+@app.command("report")
+def report_command(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A folder tree of trajectory.json files (a segment output or an evaluation), a JSONL trajectory"
+            " store or folder of shards, or one trajectory.json."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for index.html, index-2.html, ... and runs/<run id>.html.")],
+    failures_first: Annotated[
+        bool, typer.Option("--failures-first", help="List failed runs (unparseable turns, errors) first.")
+    ] = False,
+    page_size: Annotated[int, typer.Option(min=1, help="Rows per index page.")] = 200,
+    force: Annotated[bool, typer.Option("--force", help="Rewrite every trajectory page, even unchanged ones.")] = False,
+    frame_backend: Annotated[
+        str, typer.Option(help="Frame reader for the pages' frames: auto, folder, decord, pyav.")
+    ] = "auto",
+    title: Annotated[str | None, typer.Option(help="Index page title (default: from the source name).")] = None,
+    self_contained: Annotated[
+        bool,
+        typer.Option(
+            "--self-contained",
+            help="Embed frames and overlay in every run page (bigger; pages stand alone) instead of shared files.",
+        ),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Build browsable HTML over many trajectories: a page per run and a sortable, paginated index.
+
+    Pages of unchanged trajectories are kept from the last build, so rerunning on a
+    growing store only renders the new runs. Open OUT/index.html in a browser.
+    """
+    from revseg.tools.report import ReportOptions
+    from revseg.tools.report_index import build_index
+
+    result = build_index(
+        source,
+        out,
+        failures_first=failures_first,
+        page_size=page_size,
+        options=ReportOptions(frame_backend=frame_backend),
+        force=force,
+        title=title,
+        self_contained=self_contained,
+        progress=not quiet,
+    )
+    for skipped in result.skipped[:10]:
+        _say(not quiet, f"skipped {skipped}")
+    if len(result.skipped) > 10:
+        _say(not quiet, f"... and {len(result.skipped) - 10} more unreadable records")
+    typer.echo(
+        f"{result.trajectories} trajectories: {result.pages_written} pages written,"
+        f" {result.pages_up_to_date} up to date, {result.index_pages} index page(s)"
+    )
+    typer.echo(f"wrote {result.index}")
+
+
+BenchmarkArg = Annotated[
+    str, typer.Argument(help="Benchmark: revos, reasonvos, mevis, ref-youtube-vos or ref-davis17.")
+]
+DataRootOpt = Annotated[Path, typer.Option(help="The benchmark's folder, laid out as its public release ships it.")]
+SplitOpt = Annotated[
+    str | None,
+    typer.Option(help="Split (default: revos valid, mevis valid_u, ref-youtube-vos valid, ref-davis17 valid)."),
+]
+ExcludeOpt = Annotated[
+    Path | None, typer.Option(help="A file of video ids to leave out (one per line), e.g. known-bad ReVOS videos.")
+]
+
+
+@app.command("eval")
+def eval_command(
+    benchmark: BenchmarkArg,
+    data_root: DataRootOpt,
+    split: SplitOpt = None,
+    policy: PolicyOpt = DEFAULT_POLICY,
+    tracker: TrackerOpt = DEFAULT_TRACKER,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default: revseg-eval/<benchmark>-<split>).", show_default=False)
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (or Ray actors), each with its own models.")
+    ] = 1,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Queries in flight per worker; policy turns overlap (API / vLLM policies).")
+    ] = 1,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first K samples (sorted by video).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted evaluation in OUT.")] = False,
+    retry_errors: Annotated[
+        bool, typer.Option("--retry-errors", help="With --resume, rerun samples that ended in an exception.")
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray", help="Fan out over a Ray cluster (ADDRESS as ray.init takes it, or 'local').", metavar="ADDRESS"
+        ),
+    ] = None,
+    exclude_videos: ExcludeOpt = None,
+    frames: Annotated[int, typer.Option(min=1, max=256, help="Frames sampled uniformly for turn 1 (paper: 16).")] = 16,
+    base_url: Annotated[str | None, typer.Option(help="openai: endpoint URL, e.g. http://localhost:8000/v1.")] = None,
+    box_convention: Annotated[
+        str | None, typer.Option(help="How the policy writes boxes: 'absolute' or 'norm1000'.")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="Device for local models (default: cuda if present).")] = None,
+    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 is greedy.")] = 0.0,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Generation budget per turn.")] = 1024,
+    seed: Annotated[int | None, typer.Option(help="Seed for sampling.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-sample progress lines.")] = False,
+) -> None:
+    """Run the agent on a benchmark and score it: predictions, report.md / report.json, resumable.
+
+    Writes OUT/predictions/<video>/<expression>/<frame>.png as each sample finishes, a
+    completion record per sample in OUT/results.jsonl, and at the end OUT/report.md and
+    OUT/report.json (OUT/submission.zip for splits scored by a server). After a crash or
+    Ctrl-C, rerun with --resume: finished samples are kept, the rest run.
+    """
+    from revseg.evals import AgentSpec, evaluate, get_benchmark
+    from revseg.settings import ChainSettings, SamplingParams
+
+    bench = get_benchmark(benchmark, data_root, split, exclude_videos=_read_ids(exclude_videos))
+    out_dir = out or Path("revseg-eval") / f"{bench.name}-{bench.split}"
+    spec = AgentSpec(
+        policy=policy,
+        tracker=tracker,
+        policy_options=_policy_options(policy, base_url=base_url, box_convention=box_convention, device=device),
+        tracker_options={"device": device} if device else {},
+        settings=ChainSettings(num_frames=frames),
+        sampling=SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed),
+    )
+    total = len(bench.samples())
+    _say(not quiet, f"{bench.title} {bench.split}: {total} samples -> {out_dir}")
+
+    def progress(done: int, count: int, record: dict[str, Any]) -> None:
+        _say(not quiet, f"[{done}/{count}] {record['key']}: {record['status']} ({record['seconds']:.1f}s)")
+
+    report = evaluate(
+        bench,
+        out_dir,
+        spec,
+        workers=workers,
+        concurrency=concurrency,
+        limit=limit,
+        resume=resume,
+        retry_errors=retry_errors,
+        ray_address=ray_address,
+        on_result=progress,
+    )
+    typer.echo(report.to_markdown())
+    typer.echo(f"wrote {out_dir}")
+
+
+@app.command("score")
+def score_command(
+    benchmark: BenchmarkArg,
+    data_root: DataRootOpt,
+    pred: Annotated[
+        Path,
+        typer.Option(help="Predictions: <video>/<expression>/<frame>.png folders, or a revseg eval output folder."),
+    ],
+    split: SplitOpt = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write report.md / report.json (default: --pred).", show_default=False)
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Threads scoring samples at once.")] = 1,
+    exclude_videos: ExcludeOpt = None,
+) -> None:
+    """Score existing predictions against a benchmark's ground truth, no models: report.md and report.json.
+
+    A missing or failed prediction scores 0 and is counted. For splits scored by a server
+    (mevis valid, ref-youtube-vos valid) this writes the submission zip instead.
+    """
+    from revseg.evals import get_benchmark, score
+
+    bench = get_benchmark(benchmark, data_root, split, exclude_videos=_read_ids(exclude_videos))
+    report = score(bench, pred, out, workers=workers)
+    typer.echo(report.to_markdown())
+    typer.echo(f"wrote {out or pred}")
+
+
+def _read_ids(path: Path | None) -> list[str]:
+    """Ids from a file, one per line; blank lines and # comments skipped."""
+    if path is None:
+        return []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+
+
+# --- training: collect -> train -> collect (DESIGN.md 1.4-1.5) ---------------------------------
+
+
+@app.command("collect")
+def collect_command(
+    dataset: Annotated[str, typer.Option(help="Benchmark whose split has ground truth (revos, mevis, ...).")],
+    data_root: Annotated[Path, typer.Option(help="The benchmark's data folder.")],
+    out: Annotated[Path, typer.Option(help="Trajectory store folder (created; appended to).")],
+    split: Annotated[str | None, typer.Option(help="Split with ground truth (default: the reader's).")] = None,
+    policy: PolicyOpt = DEFAULT_POLICY,
+    tracker: Annotated[
+        str, typer.Option(help="Tracker spec; 'none' (default): rewards need only the keyframe and box.")
+    ] = "none",
+    group_size: Annotated[int, typer.Option(min=1, help="Rollouts per (video, query) (paper: 8).")] = 8,
+    workers: Annotated[int, typer.Option(min=1, help="Groups in flight at once.")] = 1,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip items whose group is already whole in OUT.")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first K items not yet collected.")] = None,
+    frames: Annotated[int, typer.Option(min=1, max=256, help="Frames sampled uniformly for turn 1 (paper: 16).")] = 16,
+    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature (on for GRPO groups).")] = 1.0,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus mass; below 1, truncated log-probs.")] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Generation budget per turn.")] = 1024,
+    seed: Annotated[int | None, typer.Option(help="Base seed: each rollout's seed derives from it.")] = None,
+    temporal: Annotated[str, typer.Option(help="Temporal reward: soft (paper), binary or none.")] = "soft",
+    base_url: Annotated[str | None, typer.Option(help="openai: endpoint URL, e.g. http://localhost:8000/v1.")] = None,
+    box_convention: Annotated[str | None, typer.Option(help="'absolute' or 'norm1000' boxes.")] = None,
+    device: Annotated[str | None, typer.Option(help="Device for local models (default: cuda if present).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-group progress lines.")] = False,
+) -> None:
+    """Roll out the chain GROUP_SIZE times per (video, query), score each run and append the groups to OUT.
+
+    A group is written with one append once its rollouts finish: a crash loses only groups
+    in flight, and --resume runs every item without a whole group in OUT.
+    """
+    from revseg.policies import build_policy
+    from revseg.rl.collect import benchmark_items, collect
+    from revseg.rl.rewards import RewardConfig
+    from revseg.settings import ChainSettings, SamplingParams
+    from revseg.tools.trackers import build_tracker
+
+    items = benchmark_items(dataset, data_root, split, link_dir=out / "frames")
+    _say(not quiet, f"loading policy {policy}")
+    built = build_policy(
+        policy, **_policy_options(policy, base_url=base_url, box_convention=box_convention, device=device)
+    )
+    built_tracker = None if tracker == "none" else build_tracker(tracker, device=device)
+    counter = [0]
+
+    def progress(key: str, group: list[Any]) -> None:
+        counter[0] += 1
+        totals = [t.rewards["total"] for t in group if t.rewards]
+        mean = sum(totals) / len(totals) if totals else 0.0
+        _say(not quiet, f"[{counter[0]}] {key}: mean reward {mean:.3f} over {len(group)} rollouts")
+
+    report = collect(
+        items,
+        built,
+        out,
+        group_size=group_size,
+        sampling=SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens),
+        settings=ChainSettings(num_frames=frames),
+        tracker=built_tracker,
+        reward_config=RewardConfig(temporal=temporal),  # type: ignore[arg-type]
+        workers=workers,
+        resume=resume,
+        seed=seed,
+        limit=limit,
+        on_group=progress,
+    )
+    typer.echo(
+        f"wrote {report.groups_written} groups ({report.rollouts} rollouts, mean reward {report.mean_reward:.3f}) "
+        f"to {out}; {report.skipped_done} already there; {len(report.failed)} failed"
+    )
+    for key, reason in report.failed:
+        typer.echo(f"failed: {key}: {reason}", err=True)
+
+
+@app.command("train")
+def train_command(
+    trajectories: Annotated[Path, typer.Option(help="Trajectory store written by `revseg collect`.")],
+    policy: Annotated[str, typer.Option(help="The model to train: hf:HUB_ID_OR_PATH.")],
+    out: Annotated[Path, typer.Option(help="Checkpoint folder (Hugging Face format; load with --policy hf:OUT).")],
+    algorithm: Annotated[str, typer.Option(help="grpo (paper) or rft (SFT on each group's best rollout).")] = "grpo",
+    lora: Annotated[bool, typer.Option("--lora", help="Train LoRA adapters; saved merged into the weights.")] = False,
+    lr: Annotated[float, typer.Option(min=0.0, help="Learning rate (paper: 1e-6).")] = 1e-6,
+    beta: Annotated[float, typer.Option(min=0.0, help="KL coefficient (paper: 1e-3).")] = 1e-3,
+    epsilon: Annotated[float, typer.Option(min=0.0, help="PPO clip range (0.2).")] = 0.2,
+    prompts_per_step: Annotated[int, typer.Option(min=1, help="Groups per optimizer step (paper: 128).")] = 128,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the store.")] = 1,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps.")] = None,
+    lora_r: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 64,
+    save_steps: Annotated[int | None, typer.Option(min=1, help="Also save every this many steps.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the group order.")] = 0,
+    optimizer: Annotated[str, typer.Option(help="adamw or sgd.")] = "adamw",
+    max_grad_norm: Annotated[float | None, typer.Option(help="Gradient clipping norm (0: none).")] = 1.0,
+    gradient_checkpointing: Annotated[bool, typer.Option(help="Recompute activations to save memory.")] = False,
+    assume_on_policy: Annotated[
+        bool, typer.Option("--assume-on-policy", help="Skip the check that the records come from this model.")
+    ] = False,
+) -> None:
+    """Offline GRPO on recorded groups (or RFT), under `accelerate launch` for several GPUs.
+
+    Refuses GRPO on trajectories of another policy (an API model, another checkpoint) and
+    says to use --algorithm rft. Logs each step to OUT/train_log.jsonl (and TensorBoard).
+    """
+    from revseg.rl.grpo import GRPOConfig
+    from revseg.rl.train import train
+
+    config = GRPOConfig(
+        algorithm=algorithm,  # type: ignore[arg-type]
+        learning_rate=lr,
+        beta=beta,
+        epsilon=epsilon,
+        prompts_per_step=prompts_per_step,
+        num_epochs=epochs,
+        max_steps=max_steps,
+        use_lora=lora,
+        lora_r=lora_r,
+        lora_alpha=2 * lora_r,
+        save_steps=save_steps,
+        seed=seed,
+        optimizer=optimizer,  # type: ignore[arg-type]
+        max_grad_norm=max_grad_norm or None,
+        gradient_checkpointing=gradient_checkpointing,
+    )
+
+    def show(metrics: dict[str, float]) -> None:
+        keys = ("loss", "kl", "clip_fraction", "reward/total", "response_length", "tokens_per_s")
+        typer.echo(f"step {int(metrics['step'])}: " + "  ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics))
+
+    result = train(trajectories, policy, out, config, assume_on_policy=assume_on_policy, log=show)
+    if os.environ.get("RANK", "0") == "0":  # under accelerate launch, one line from the main process
+        typer.echo(f"trained {result.steps} steps; checkpoint in {result.checkpoint} (--policy hf:{result.checkpoint})")
+
+
+@app.command("replay")
+def replay_command(
+    store: Annotated[Path, typer.Argument(help="Trajectory store folder.")],
+    run_id: Annotated[str | None, typer.Option("--id", help="Run id (or unique prefix) to show turn by turn.")] = None,
+) -> None:
+    """List a store's trajectories, or show one turn by turn (prompts, answers, tokens, parses, rewards)."""
+    from revseg.rl.replay import describe, list_lines
+    from revseg.trajectory import TrajectoryStore
+
+    trajectories = TrajectoryStore(store)
+    if run_id is not None:
+        typer.echo(describe(trajectories.get(run_id)))
+        return
+    records, skipped = trajectories.scan()
+    for line in list_lines(records):
+        typer.echo(line)
+    for item in skipped:
+        typer.echo(f"skipped {item.shard}:{item.line}: {item.reason}", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,9 +29,36 @@ class PolicyError(RevsegError):
     """A policy backend failed to produce an answer (API error after retries, OOM, ...)."""
 
 
+class MalformedResponseError(PolicyError):
+    """A policy endpoint answered 200 with something that is not a completion (truncated JSON, no choices).
+
+    Retried like a transient fault: the next attempt usually succeeds.
+    """
+
+
+class GraphError(RevsegError):
+    """The graph was invoked without what it needs (no backends in the runtime context)."""
+
+
+class InputError(RevsegError):
+    """A request is malformed: a batch file line, a review decision; the message names the line or field."""
+
+
 class TrackerError(RevsegError):
     """The tracker failed on a valid prompt (for example an out-of-range keyframe)."""
 
 
 class OutputError(RevsegError):
     """Results could not be written (output folder not writable, disk full)."""
+
+
+class StoreError(RevsegError):
+    """A trajectory store is unreadable, holds records from a newer schema, or is not a store."""
+
+
+class DatasetError(RevsegError):
+    """A benchmark's data folder is missing files, is malformed, or names a path outside itself."""
+
+
+class TrainingError(RevsegError):
+    """Recorded data cannot train this model as asked (wrong behaviour policy, no token ids, no groups)."""

@@ -57,6 +57,14 @@ def tiny_sam2_spec(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sam2:{config}:{checkpoint}"
 
 
+@pytest.fixture(scope="session")
+def tiny_hf_sam2_spec(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An ``hf-sam2:DIR`` spec for a tiny random transformers SAM2 video model (256 px input)."""
+    from revseg.testing import build_tiny_hf_sam2
+
+    return f"hf-sam2:{build_tiny_hf_sam2(tmp_path_factory.mktemp('tiny-hf-sam2'))}"
+
+
 def write_clip(path: Path, frames: list, fps: int = 24) -> Path:
     """Encode RGB uint8 frames to a video file with PyAV (H.264 for mp4/mkv)."""
     import av
@@ -88,3 +96,19 @@ def small_clip(tmp_path_factory: pytest.TempPathFactory, bikes_mp4: Path) -> Pat
             if len(frames) == 24:
                 break
     return write_clip(tmp_path_factory.mktemp("clips") / "bikes-small.mp4", frames)
+
+
+@pytest.fixture(scope="session")
+def report_runs(tmp_path_factory: pytest.TempPathFactory, small_clip: Path) -> dict:
+    """Scripted runs through the real agent, one per way a run ends plus a hostile answer, with their report.html."""
+    from tests.tools.report_cases import scripted_cases
+
+    return scripted_cases(small_clip, tmp_path_factory.mktemp("report-runs"))
+
+
+@pytest.fixture(scope="session")
+def real_report_run(tmp_path_factory: pytest.TempPathFactory, small_clip: Path, tiny_sam2_spec: str) -> object:
+    """A real run (API policy via the local chat server, tiny SAM2) and its report.html."""
+    from tests.tools.report_cases import real_run
+
+    return real_run(small_clip, tiny_sam2_spec, tmp_path_factory.mktemp("report-real") / "out")
