@@ -38,6 +38,21 @@ TrackerOpt = Annotated[
 ]
 
 
+FramesOpt = Annotated[int, typer.Option(min=1, max=256, help="Frames sampled uniformly for turn 1 (paper: 16).")]
+BaseUrlOpt = Annotated[str | None, typer.Option(help="openai: endpoint URL, e.g. http://localhost:8000/v1 (vLLM).")]
+BoxConventionOpt = Annotated[
+    str | None,
+    typer.Option(help="How the policy writes boxes: 'absolute' pixels of the image it saw, or 'norm1000'."),
+]
+DeviceOpt = Annotated[str | None, typer.Option(help="Device for local models (default: cuda if present, else cpu).")]
+TemperatureOpt = Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 is greedy.")]
+TopPOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling mass.")]
+TopKOpt = Annotated[int | None, typer.Option(min=1, help="Top-k sampling.")]
+MaxNewTokensOpt = Annotated[int, typer.Option(min=1, help="Generation budget per turn.")]
+SeedOpt = Annotated[int | None, typer.Option(help="Seed for sampling, for reproducible runs.")]
+FrameBackendOpt = Annotated[str, typer.Option(help="Frame reader: auto, folder, torchcodec, decord or pyav.")]
+
+
 def _version(value: bool) -> None:
     if value:
         from revseg import __version__
@@ -65,26 +80,19 @@ def segment(
     query: Annotated[str, typer.Argument(help="What to segment, as free text; may be implicit reasoning.")],
     policy: PolicyOpt = DEFAULT_POLICY,
     tracker: TrackerOpt = DEFAULT_TRACKER,
-    frames: Annotated[int, typer.Option(min=1, max=256, help="Frames sampled uniformly for turn 1 (paper: 16).")] = 16,
+    frames: FramesOpt = 16,
     out: Annotated[
         Path | None, typer.Option(help="Output folder (default: revseg-out/<video name>).", show_default=False)
     ] = None,
-    base_url: Annotated[
-        str | None, typer.Option(help="openai: endpoint URL, e.g. http://localhost:8000/v1 (vLLM).")
-    ] = None,
-    box_convention: Annotated[
-        str | None,
-        typer.Option(help="How the policy writes boxes: 'absolute' pixels of the image it saw, or 'norm1000'."),
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="Device for local models (default: cuda if present, else cpu).")
-    ] = None,
-    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 is greedy.")] = 0.0,
-    top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling mass.")] = 1.0,
-    top_k: Annotated[int | None, typer.Option(min=1, help="Top-k sampling.")] = None,
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="Generation budget per turn.")] = 1024,
-    seed: Annotated[int | None, typer.Option(help="Seed for sampling, for reproducible runs.")] = None,
-    frame_backend: Annotated[str, typer.Option(help="Frame reader: auto, folder, decord or pyav.")] = "auto",
+    base_url: BaseUrlOpt = None,
+    box_convention: BoxConventionOpt = None,
+    device: DeviceOpt = None,
+    temperature: TemperatureOpt = 0.0,
+    top_p: TopPOpt = 1.0,
+    top_k: TopKOpt = None,
+    max_new_tokens: MaxNewTokensOpt = 1024,
+    seed: SeedOpt = None,
+    frame_backend: FrameBackendOpt = "auto",
     overlay: Annotated[bool, typer.Option(help="Write overlay.mp4 with masks and the keyframe box.")] = True,
     report: Annotated[
         bool, typer.Option(help="Write report.html: the reasoning chain, keyframe, box and overlay on one page.")
@@ -214,27 +222,20 @@ def segment_batch(
     resume: Annotated[bool, typer.Option(help="Skip the ids already in OUT/results.jsonl.")] = False,
     policy: PolicyOpt = DEFAULT_POLICY,
     tracker: TrackerOpt = DEFAULT_TRACKER,
-    frames: Annotated[int, typer.Option(min=1, max=256, help="Frames sampled uniformly for turn 1 (paper: 16).")] = 16,
-    base_url: Annotated[
-        str | None, typer.Option(help="openai: endpoint URL, e.g. http://localhost:8000/v1 (vLLM).")
-    ] = None,
+    frames: FramesOpt = 16,
+    base_url: BaseUrlOpt = None,
     timeout: Annotated[float, typer.Option(min=0.01, help="openai: seconds before a request is retried.")] = 120.0,
     max_retries: Annotated[
         int, typer.Option(min=0, help="openai: retries of timeouts, dropped connections, 429 and 5xx.")
     ] = 3,
-    box_convention: Annotated[
-        str | None,
-        typer.Option(help="How the policy writes boxes: 'absolute' pixels of the image it saw, or 'norm1000'."),
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="Device for local models (default: cuda if present, else cpu).")
-    ] = None,
-    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 is greedy.")] = 0.0,
-    top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling mass.")] = 1.0,
-    top_k: Annotated[int | None, typer.Option(min=1, help="Top-k sampling.")] = None,
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="Generation budget per turn.")] = 1024,
-    seed: Annotated[int | None, typer.Option(help="Seed for sampling, for reproducible runs.")] = None,
-    frame_backend: Annotated[str, typer.Option(help="Frame reader: auto, folder, decord or pyav.")] = "auto",
+    box_convention: BoxConventionOpt = None,
+    device: DeviceOpt = None,
+    temperature: TemperatureOpt = 0.0,
+    top_p: TopPOpt = 1.0,
+    top_k: TopKOpt = None,
+    max_new_tokens: MaxNewTokensOpt = 1024,
+    seed: SeedOpt = None,
+    frame_backend: FrameBackendOpt = "auto",
     overlay: Annotated[bool, typer.Option(help="Write overlay.mp4 per query (off in batches by default).")] = False,
     report: Annotated[bool, typer.Option(help="Write report.html per query (off in batches by default).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-query progress lines.")] = False,
@@ -417,15 +418,13 @@ def eval_command(
         ),
     ] = None,
     exclude_videos: ExcludeOpt = None,
-    frames: Annotated[int, typer.Option(min=1, max=256, help="Frames sampled uniformly for turn 1 (paper: 16).")] = 16,
-    base_url: Annotated[str | None, typer.Option(help="openai: endpoint URL, e.g. http://localhost:8000/v1.")] = None,
-    box_convention: Annotated[
-        str | None, typer.Option(help="How the policy writes boxes: 'absolute' or 'norm1000'.")
-    ] = None,
-    device: Annotated[str | None, typer.Option(help="Device for local models (default: cuda if present).")] = None,
-    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 is greedy.")] = 0.0,
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="Generation budget per turn.")] = 1024,
-    seed: Annotated[int | None, typer.Option(help="Seed for sampling.")] = None,
+    frames: FramesOpt = 16,
+    base_url: BaseUrlOpt = None,
+    box_convention: BoxConventionOpt = None,
+    device: DeviceOpt = None,
+    temperature: TemperatureOpt = 0.0,
+    max_new_tokens: MaxNewTokensOpt = 1024,
+    seed: SeedOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-sample progress lines.")] = False,
 ) -> None:
     """Run the agent on a benchmark and score it: predictions, report.md / report.json, resumable.
@@ -526,15 +525,15 @@ def collect_command(
     workers: Annotated[int, typer.Option(min=1, help="Groups in flight at once.")] = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Skip items whose group is already whole in OUT.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first K items not yet collected.")] = None,
-    frames: Annotated[int, typer.Option(min=1, max=256, help="Frames sampled uniformly for turn 1 (paper: 16).")] = 16,
+    frames: FramesOpt = 16,
     temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature (on for GRPO groups).")] = 1.0,
     top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus mass; below 1, truncated log-probs.")] = 1.0,
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="Generation budget per turn.")] = 1024,
+    max_new_tokens: MaxNewTokensOpt = 1024,
     seed: Annotated[int | None, typer.Option(help="Base seed: each rollout's seed derives from it.")] = None,
     temporal: Annotated[str, typer.Option(help="Temporal reward: soft (paper), binary or none.")] = "soft",
-    base_url: Annotated[str | None, typer.Option(help="openai: endpoint URL, e.g. http://localhost:8000/v1.")] = None,
-    box_convention: Annotated[str | None, typer.Option(help="'absolute' or 'norm1000' boxes.")] = None,
-    device: Annotated[str | None, typer.Option(help="Device for local models (default: cuda if present).")] = None,
+    base_url: BaseUrlOpt = None,
+    box_convention: BoxConventionOpt = None,
+    device: DeviceOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-group progress lines.")] = False,
 ) -> None:
     """Roll out the chain GROUP_SIZE times per (video, query), score each run and append the groups to OUT.
