@@ -105,7 +105,6 @@ def segment(
     OUT/trajectory.json (the full record), OUT/overlay.mp4 and OUT/report.html (open it in a browser).
     """
     from revseg.agents import ReVSegAgent
-    from revseg.settings import ChainSettings, SamplingParams
     from revseg.tools.frames import open_video
 
     progress = not quiet
@@ -115,10 +114,7 @@ def segment(
     agent = ReVSegAgent(
         policy,
         tracker,
-        settings=ChainSettings(num_frames=frames),
-        sampling=SamplingParams(
-            temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed
-        ),
+        **_chain_options(frames, temperature, top_p, top_k, max_new_tokens, seed),
         frame_backend=frame_backend,
         progress=progress,
         overlay=overlay,
@@ -250,7 +246,6 @@ def segment_batch(
 
     from revseg.agents import ReVSegAgent, run_batch_file
     from revseg.agents.batch import read_batch_file
-    from revseg.settings import ChainSettings, SamplingParams
 
     progress = not quiet
     total = len(read_batch_file(batch_file))  # a bad file fails before any model loads
@@ -261,10 +256,7 @@ def segment_batch(
     agent = ReVSegAgent(
         policy,
         tracker,
-        settings=ChainSettings(num_frames=frames),
-        sampling=SamplingParams(
-            temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed
-        ),
+        **_chain_options(frames, temperature, top_p, top_k, max_new_tokens, seed),
         frame_backend=frame_backend,
         overlay=overlay,
         report=report,
@@ -288,6 +280,18 @@ def segment_batch(
     typer.echo(f"wrote {summary.results}")
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _chain_options(
+    frames: int, temperature: float, top_p: float, top_k: int | None, max_new_tokens: int, seed: int | None
+) -> dict[str, Any]:
+    """The ``settings`` and ``sampling`` an agent gets from the shared chain and sampling flags."""
+    from revseg.settings import ChainSettings, SamplingParams
+
+    sampling = SamplingParams(
+        temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed
+    )
+    return {"settings": ChainSettings(num_frames=frames), "sampling": sampling}
 
 
 def _policy_options(policy: str, **options: Any) -> dict[str, Any]:

@@ -33,14 +33,7 @@ TWO_KEYFRAMES = (
 LEFT, RIGHT = "[40, 160, 380, 800]", "[460, 120, 800, 760]"  # in the 840x840 keyframe the policy saw
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class CountingTracker:
