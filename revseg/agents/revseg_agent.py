@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import os
 import tempfile
-import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -29,7 +28,6 @@ from revseg.graphs import ChainContext, ChainInput, build_graph, trajectory_from
 from revseg.graphs.nodes.review import apply_decision
 from revseg.policies import DEFAULT_POLICY, Policy, build_policy
 from revseg.settings import ChainSettings, SamplingParams
-from revseg.tools.frames import ResizedFrameCache
 from revseg.tools.trackers import DEFAULT_TRACKER, build_tracker
 from revseg.tools.trackers.base import Tracker
 from revseg.trajectory import Status, Trajectory
@@ -347,8 +345,7 @@ class ReVSegAgent:
         on_step: Callable[[str, dict[str, Any]], None] | None,
         on_start: Callable[[str], None] | None,
     ) -> SegmentationResult:
-        # Each run gets its own frame cache: concurrent runs would evict each other's frames.
-        context = dataclasses.replace(self.context, frame_cache=ResizedFrameCache(), frame_cache_lock=threading.Lock())
+        context = self.context  # shared by every run, frame cache included: queries on one video decode it once
         config = _thread_config(thread_id) if thread_id is not None else None
         state: dict[str, Any] = {}
         async for part in graph.astream(inputs, config, context=context, stream_mode=STREAM_MODES, version="v2"):

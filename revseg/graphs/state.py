@@ -9,7 +9,6 @@ through LangGraph's runtime context, never through state or ``configurable``.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
 
@@ -60,7 +59,6 @@ class ChainContext:
     frame_backend: str = "auto"
     progress: bool = False
     frame_cache: ResizedFrameCache = field(default_factory=ResizedFrameCache)
-    frame_cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 def chain_context(runtime: Runtime[Any]) -> ChainContext:

@@ -11,10 +11,12 @@ turn 2 does not encode turn 1's frames again, nor do the queries that share a vi
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import struct
 import threading
+import weakref
 import zlib
 from collections import OrderedDict
 from typing import TYPE_CHECKING
@@ -64,7 +66,10 @@ class EncodedImageCache:
     """A content-addressed LRU of ``image_base64`` results, bounded in bytes; thread-safe.
 
     Keys are a digest of the pixels (plus mode, size and format), so equal frames hit
-    whatever object holds them. ``max_bytes=0`` turns caching off.
+    whatever object holds them. Hashing a frame costs about a millisecond, so an image
+    object seen before (the graph's frame cache hands every run the same objects) is
+    found by identity first, without hashing; such images must not be edited in place.
+    ``max_bytes=0`` turns caching off.
     """
 
     def __init__(self, max_bytes: int = 128 * 2**20) -> None:
@@ -73,30 +78,68 @@ class EncodedImageCache:
         self.misses = 0
         self._items: OrderedDict[tuple[object, ...], tuple[str, str]] = OrderedDict()
         self._bytes = 0
-        self._lock = threading.Lock()
+        self._digests: dict[int, tuple[weakref.ref[Image], tuple[object, ...]]] = {}
+        self._pending: dict[tuple[object, ...], threading.Event] = {}
+        self._lock = threading.RLock()  # re-entrant: a weakref callback may fire while it is held
 
     def base64(self, image: Image, image_format: str = "png") -> tuple[str, str]:
-        """``image_base64(image, image_format)``, from the cache when these pixels were encoded before."""
+        """``image_base64(image, image_format)``, from the cache when these pixels were encoded before.
+
+        When another thread is encoding the same pixels right now, waits for its result
+        instead of encoding them twice (a batch's queries start on the same frames at once).
+        """
         if self.max_bytes <= 0:
             return image_base64(image, image_format)
-        digest = hashlib.blake2b(image.tobytes(), digest_size=16).digest()
-        key = (image_format.lower(), image.mode, image.size, digest)
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return found
-        encoded = image_base64(image, image_format)
-        with self._lock:
-            self.misses += 1
-            if key not in self._items:
+        key = self._key(image, image_format.lower())
+        while True:
+            with self._lock:
+                found = self._items.get(key)
+                if found is not None:
+                    self._items.move_to_end(key)
+                    self.hits += 1
+                    return found
+                pending = self._pending.get(key)
+                if pending is None:
+                    pending = self._pending[key] = threading.Event()
+                    break
+            pending.wait()  # then look again: evicted already, or the encoder failed, means encode it here
+        try:
+            encoded = image_base64(image, image_format)
+            with self._lock:
+                self.misses += 1
                 self._items[key] = encoded
                 self._bytes += len(encoded[0])
-            while self._bytes > self.max_bytes and self._items:
-                _, (data, _) = self._items.popitem(last=False)
-                self._bytes -= len(data)
+                while self._bytes > self.max_bytes and len(self._items) > 1:
+                    _, (data, _) = self._items.popitem(last=False)
+                    self._bytes -= len(data)
+        finally:
+            with self._lock:
+                del self._pending[key]
+            pending.set()
         return encoded
+
+    def _key(self, image: Image, image_format: str) -> tuple[object, ...]:
+        """The content key of ``image``: remembered per live object, computed once."""
+        with self._lock:
+            known = self._digests.get(id(image))
+        if known is not None and known[0]() is image and known[1][0] == image_format:
+            return known[1]
+        digest = hashlib.blake2b(image.tobytes(), digest_size=16).digest()
+        key = (image_format, image.mode, image.size, digest)
+        ident = id(image)
+        try:
+            ref = weakref.ref(image, functools.partial(self._forget, ident))
+        except TypeError:  # not weak-referenceable: hash it every time
+            return key
+        with self._lock:
+            self._digests[ident] = (ref, key)
+        return key
+
+    def _forget(self, ident: int, _: object = None) -> None:
+        with self._lock:
+            known = self._digests.get(ident)
+            if known is not None and known[0]() is None:
+                del self._digests[ident]
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

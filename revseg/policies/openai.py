@@ -15,7 +15,7 @@ import asyncio
 import math
 import os
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from revseg.errors import MalformedResponseError, PolicyError, SpecError
@@ -29,6 +29,13 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
 _BOX_CONVENTIONS: tuple[BoxConvention, ...] = ("absolute", "norm1000")
+# Requests go through the client's ``post`` (the SDK's documented way to send a body as is),
+# not ``chat.completions.create``: create walks every message part through its type-driven
+# transform (about 10 ms of event-loop time per 17-image request, for plain dicts that need
+# none), then ``json.dumps`` the ~5 MB body (20 ms; orjson takes 5). Retries, timeouts,
+# auth and response parsing are the same client machinery.
+_PATH = "/chat/completions"
+_OPTIONS: openai.RequestOptions = {"security": {"bearer_auth": True}}
 
 
 def encode_image(image: Image, image_format: str = "png", cache: EncodedImageCache | None = None) -> str:
@@ -140,7 +147,7 @@ class OpenAIPolicy:
         wire = to_openai_messages(messages, self._image_format, self._images)
         for attempt in tenacity.Retrying(**self._malformed_retry()):
             with attempt:
-                return self._complete(lambda request: self._client.chat.completions.create(**request), wire, sampling)
+                return self._complete(wire, sampling)
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
     async def agenerate(self, messages: Sequence[Message], sampling: SamplingParams) -> Generation:
@@ -168,6 +175,7 @@ class OpenAIPolicy:
         }
 
     def _request(self, wire: list[dict[str, Any]], sampling: SamplingParams) -> dict[str, Any]:
+        """The request body, server extensions (``top_k``, ``return_token_ids``, ``extra_body``) merged in."""
         request: dict[str, Any] = {
             "model": self._model,
             "messages": wire,
@@ -183,26 +191,32 @@ class OpenAIPolicy:
         if self._want_logprobs:
             request["logprobs"] = True
             extra.setdefault("return_token_ids", True)
-        request["extra_body"] = extra or None
-        return request
+        return {**request, **extra}
 
-    def _complete(
-        self, create: Callable[[dict[str, Any]], Any], wire: list[dict[str, Any]], sampling: SamplingParams
-    ) -> Generation:
+    def _complete(self, wire: list[dict[str, Any]], sampling: SamplingParams) -> Generation:
+        import orjson
+        from openai.types.chat import ChatCompletion
+
         while True:
             asked_logprobs = self._want_logprobs
             try:
-                return _generation_from(create(self._request(wire, sampling)), self._spec)
+                body = orjson.dumps(self._request(wire, sampling))
+                response = self._client.post(_PATH, content=body, cast_to=ChatCompletion, options=_OPTIONS)
+                return _generation_from(response, self._spec)
             except Exception as exc:  # noqa: BLE001 - sorted into retry, fallback or PolicyError below
                 self._handle(exc, asked_logprobs)
 
     async def _acomplete(
         self, client: openai.AsyncOpenAI, wire: list[dict[str, Any]], sampling: SamplingParams
     ) -> Generation:
+        import orjson
+        from openai.types.chat import ChatCompletion
+
         while True:
             asked_logprobs = self._want_logprobs
             try:
-                response = await client.chat.completions.create(**self._request(wire, sampling))
+                body = orjson.dumps(self._request(wire, sampling))
+                response = await client.post(_PATH, content=body, cast_to=ChatCompletion, options=_OPTIONS)
                 return _generation_from(response, self._spec)
             except Exception as exc:  # noqa: BLE001 - sorted into retry, fallback or PolicyError below
                 self._handle(exc, asked_logprobs)

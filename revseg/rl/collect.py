@@ -19,7 +19,6 @@ import asyncio
 import hashlib
 import logging
 import tempfile
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -200,7 +199,7 @@ async def _rollout_group(
     from revseg.graphs import ChainContext, ChainInput, trajectory_from_state
     from revseg.tools.frames import ResizedFrameCache
 
-    cache, lock = ResizedFrameCache(), threading.Lock()
+    cache = ResizedFrameCache()
     group_id = uuid.uuid4().hex
 
     async def run(index: int) -> Trajectory:
@@ -211,7 +210,6 @@ async def _rollout_group(
             sampling=sampling.model_copy(update={"seed": rollout_seed(seed, item.key, index)}),
             frame_backend=frame_backend,
             frame_cache=cache,
-            frame_cache_lock=lock,
         )
         with tempfile.TemporaryDirectory(prefix="revseg-collect-") as out:
             inputs = ChainInput(video_path=item.video, query=item.query, out_dir=out)

@@ -51,6 +51,7 @@ import bisect
 import logging
 import operator
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -1028,54 +1029,162 @@ def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> Image:
 
 
 class ResizedFrameCache:
-    """A small LRU of resized frames, so turn 2 replays turn 1's frames without decoding twice.
+    """Resized frames shared by every run of an agent, so no frame is decoded or resized twice.
 
-    Keys are (path, backend, frame index, size); at most ``max_frames`` images are kept
-    (16 frames at 448x448 are about 10 MB). Explicit by design: the caller owns the cache
-    and passes it where frames are needed; nothing is cached behind its back.
+    Turn 2 replays turn 1's frames, and a batch's queries often share a video (a group of
+    rollouts, a benchmark's expressions), so one cache serves them all. Keys are (path,
+    file identity, backend, frame index, size); the file identity (size and mtime) means
+    a rewritten video is never served stale. At most ``max_frames`` images and
+    ``max_bytes`` of pixels are kept, least recently used first out.
+
+    Thread-safe: :meth:`read` decodes outside the cache's lock, one decoder per video at a
+    time, so concurrent runs on different videos decode in parallel and concurrent runs on
+    the same video wait for one decode instead of repeating it. Returned images are the
+    cached objects, shared by every caller: treat them as read-only (equal objects then
+    also let a policy reuse an image's encoding).
     """
 
-    def __init__(self, max_frames: int = 64) -> None:
+    def __init__(self, max_frames: int = 4096, max_bytes: int = 512 * 2**20) -> None:
         if max_frames < 1:
             raise ValueError(f"max_frames must be at least 1, got {max_frames}")
         self.max_frames = max_frames
-        self._items: OrderedDict[tuple[str, str, int, tuple[int, int]], Image] = OrderedDict()
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[_FrameKey, Image] = OrderedDict()
+        self._bytes = 0
+        self._refs: OrderedDict[tuple[str, str, tuple[int, int] | None], VideoRef] = OrderedDict()
+        self._lock = threading.Lock()
+        self._video_locks: dict[tuple[str, str], threading.Lock] = {}
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, reader: FrameReader, indices: Sequence[int], size: tuple[int, int]) -> list[Image]:
-        """Frames ``indices`` resized to ``size``; decodes only the ones not cached, in one read.
+    def probe(self, path: str | Path, backend: str = "auto") -> VideoRef:
+        """The video's reference (frame count, size, fps, backend), opening it only the first time."""
+        path, identity = _file_identity(path)
+        key = (path, backend, identity)
+        with self._lock:
+            ref = self._refs.get(key)
+        if ref is not None:
+            return ref
+        reader = open_video(path, backend=backend)
+        try:
+            ref = reader.ref
+        finally:
+            reader.close()
+        with self._lock:
+            self._refs[key] = ref
+            while len(self._refs) > _MAX_REFS:
+                self._refs.popitem(last=False)
+        return ref
 
-        Returns copies, so a caller that edits an image in place cannot corrupt the cache.
-        """
+    def read(
+        self, path: str | Path, indices: Sequence[int], size: tuple[int, int], backend: str = "auto"
+    ) -> list[Image]:
+        """Frames ``indices`` of the video at ``path`` resized to ``size``; opens the video only on a miss."""
+        path, identity = _file_identity(path)
+        size = (operator.index(size[0]), operator.index(size[1]))
+        keys = [(path, identity, backend, operator.index(i), size) for i in indices]
+        found = self._lookup(keys)
+        if len(found) < len(set(keys)):
+            with self._video_lock(path, backend):
+                found = self._lookup(keys)  # another run may have decoded them while we waited
+                missing = sorted({key[3] for key in keys if key not in found})
+                if missing:
+                    reader = open_video(path, backend=backend)
+                    try:
+                        decoded = reader.read(missing)
+                    finally:
+                        reader.close()
+                    fresh = {
+                        (path, identity, backend, i, size): resize_frame(f, size)
+                        for i, f in zip(missing, decoded, strict=True)
+                    }
+                    self._store(fresh)
+                    found.update(fresh)
+                    with self._lock:
+                        self.misses += len(fresh)
+        return [found[key] for key in keys]
+
+    def get(self, reader: FrameReader, indices: Sequence[int], size: tuple[int, int]) -> list[Image]:
+        """Frames ``indices`` of an open ``reader`` resized to ``size``; decodes only the ones not cached."""
         ref = reader.ref
         size = (operator.index(size[0]), operator.index(size[1]))
-        keys = [(ref.path, ref.backend, operator.index(i), size) for i in indices]
-        missing = sorted({key[2] for key in keys if key not in self._items})
-        self.hits += sum(1 for key in keys if key in self._items)
-        self.misses += len(missing)
-        for index, frame in zip(missing, reader.read(missing), strict=True):
-            self._items[(ref.path, ref.backend, index, size)] = resize_frame(frame, size)
-        out = []
-        for key in keys:
-            self._items.move_to_end(key)
-            out.append(self._items[key].copy())
-        while len(self._items) > self.max_frames:
-            self._items.popitem(last=False)
-        return out
+        keys: list[_FrameKey] = [(ref.path, None, ref.backend, operator.index(i), size) for i in indices]
+        found = self._lookup(keys)
+        missing = sorted({key[3] for key in keys if key not in found})
+        if missing:
+            fresh: dict[_FrameKey, Image] = {
+                (ref.path, None, ref.backend, i, size): resize_frame(f, size)
+                for i, f in zip(missing, reader.read(missing), strict=True)
+            }
+            self._store(fresh)
+            found.update(fresh)
+            with self._lock:
+                self.misses += len(fresh)
+        return [found[key] for key in keys]
 
     def clear(self) -> None:
-        """Forget every cached frame."""
-        self._items.clear()
+        """Forget every cached frame and video reference."""
+        with self._lock:
+            self._items.clear()
+            self._refs.clear()
+            self._bytes = 0
+
+    def _lookup(self, keys: Sequence[_FrameKey]) -> dict[_FrameKey, Image]:
+        found: dict[_FrameKey, Image] = {}
+        with self._lock:
+            for key in keys:
+                image = self._items.get(key)
+                if image is not None:
+                    self._items.move_to_end(key)
+                    found[key] = image
+            self.hits += sum(1 for key in keys if key in found)
+        return found
+
+    def _store(self, fresh: dict[_FrameKey, Image]) -> None:
+        with self._lock:
+            for key, image in fresh.items():
+                if key not in self._items:
+                    self._bytes += _image_bytes(image)
+                self._items[key] = image
+            while self._items and (len(self._items) > self.max_frames or self._bytes > self.max_bytes):
+                _, image = self._items.popitem(last=False)
+                self._bytes -= _image_bytes(image)
+
+    def _video_lock(self, path: str, backend: str) -> threading.Lock:
+        with self._lock:
+            return self._video_locks.setdefault((path, backend), threading.Lock())
+
+
+_MAX_REFS = 1024
+_FrameKey = tuple[str, tuple[int, int] | None, str, int, tuple[int, int]]
+
+
+def _file_identity(path: str | Path) -> tuple[str, tuple[int, int] | None]:
+    """The path as given and (size, mtime in ns) of the file or frame folder; None when it cannot be read."""
+    file = Path(path).expanduser()
+    text = str(file)
+    try:
+        stat = file.stat()
+    except OSError:
+        return text, None  # open_video reports the problem
+    return text, (stat.st_size, stat.st_mtime_ns)
+
+
+def _image_bytes(image: Image) -> int:
+    return image.width * image.height * len(image.getbands())
 
 
 def read_resized(
     reader: FrameReader, indices: Sequence[int], size: tuple[int, int], cache: ResizedFrameCache | None = None
 ) -> list[Image]:
-    """Frames ``indices`` of ``reader`` resized to ``size`` (width, height), through ``cache`` when given."""
+    """Frames ``indices`` of ``reader`` resized to ``size`` (width, height), through ``cache`` when given.
+
+    Without a cache every returned image is its own object, repeats included; with one
+    they are the cache's shared, read-only objects.
+    """
     if cache is not None:
         return cache.get(reader, indices, size)
     wanted = [operator.index(i) for i in indices]

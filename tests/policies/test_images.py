@@ -40,3 +40,54 @@ def test_cache_hits_equal_pixels_in_other_objects_and_stays_within_its_budget() 
     small.base64(frames[0])
     assert small.misses == 5  # frame 0 was evicted
     assert base64.b64decode(first[0])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_image_seen_before_is_found_without_hashing_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from revseg.policies import images
+
+    frame = Image.fromarray(np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    hashed: list[int] = []
+    real = images.hashlib.blake2b
+
+    def counting(data: bytes, **kwargs: int) -> object:
+        hashed.append(len(data))
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(images.hashlib, "blake2b", counting)
+    cache = EncodedImageCache()
+    first = cache.base64(frame)
+    assert cache.base64(frame) == first and len(hashed) == 1  # same object: no second digest
+    assert cache.base64(frame.copy()) == first and len(hashed) == 2  # equal pixels, new object: hashed, still a hit
+    assert (cache.hits, cache.misses) == (2, 1)
+    del frame
+    gc.collect()
+    assert len(cache._digests) == 0  # dead images leave no identity entries behind
+
+
+def test_concurrent_requests_for_the_same_pixels_encode_them_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from revseg.policies import images
+
+    frame = Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    started, release = threading.Event(), threading.Event()
+    encodes: list[int] = []
+    real = images.image_base64
+
+    def slow(image: Image.Image, image_format: str = "png") -> tuple[str, str]:
+        encodes.append(1)
+        started.set()
+        release.wait(5)
+        return real(image, image_format)
+
+    monkeypatch.setattr(images, "image_base64", slow)
+    cache = EncodedImageCache()
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(cache.base64, frame) for _ in range(6)]
+        assert started.wait(5)
+        release.set()
+        results = {f.result() for f in futures}
+    assert len(encodes) == 1 and len(results) == 1 and (cache.hits, cache.misses) == (5, 1)

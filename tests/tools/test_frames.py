@@ -511,14 +511,57 @@ def test_cache_decodes_each_frame_once(clip_dir: Path) -> None:
     assert (cache.hits, cache.misses) == (4, 5)
 
 
-def test_cache_is_bounded_and_returns_copies(clip_dir: Path) -> None:
+def test_cache_is_bounded_in_frames_and_bytes(clip_dir: Path) -> None:
     reader = open_video(clip_dir / "gop10.mp4")
     cache = ResizedFrameCache(max_frames=3)
     first = cache.get(reader, [0, 1, 2, 3, 4], (16, 16))
-    assert len(cache) == 3
-    first[4].paste((0, 0, 0), (0, 0, 16, 16))
-    again = cache.get(reader, [4], (16, 16))[0]
-    assert np.asarray(again).any()
+    assert len(cache) == 3 and [im.size for im in first] == [(16, 16)] * 5
+    small = ResizedFrameCache(max_bytes=2 * 16 * 16 * 3)  # room for two 16x16 RGB frames
+    small.get(reader, [0, 1, 2], (16, 16))
+    assert len(small) == 2
+
+
+def test_read_shares_frames_across_runs_and_decodes_each_once(clip_dir: Path) -> None:
+    cache = ResizedFrameCache()
+    path = clip_dir / "gop10.mp4"
+    turn1 = cache.read(path, [0, 13, 26], (32, 32))
+    other_run = cache.read(str(path), [26, 13, 0, 13], (32, 32))
+    assert other_run[0] is turn1[2] and other_run[1] is other_run[3] is turn1[1]  # the same objects, no copies
+    assert (cache.hits, cache.misses) == (4, 3)
+    reference = read_resized(open_video(path), [0, 13, 26], (32, 32))
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(turn1, reference, strict=True))
+    assert cache.probe(path).num_frames == open_video(path).ref.num_frames
+
+
+def test_a_rewritten_video_is_never_served_stale(tmp_path: Path) -> None:
+    path = tmp_path / "clip.mp4"
+    write_clip(path, 6, 32, 24, "libx264")
+    cache = ResizedFrameCache()
+    before = cache.read(path, [0], (16, 16))[0]
+    assert cache.probe(path).num_frames == 6
+    write_clip(path, 9, 48, 40, "libx264")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # a new mtime even on coarse clocks
+    assert cache.probe(path).num_frames == 9
+    after = cache.read(path, [0], (16, 16))[0]
+    assert after is not before and cache.misses == 2
+
+
+def test_concurrent_runs_on_one_video_decode_it_once(clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    opened: list[str] = []
+    real_open = frames.open_video
+
+    def counting_open(path: str | Path, backend: str = "auto") -> Any:
+        opened.append(str(path))
+        return real_open(path, backend)
+
+    monkeypatch.setattr(frames, "open_video", counting_open)
+    cache = ResizedFrameCache()
+    with ThreadPoolExecutor(8) as pool:
+        runs = list(pool.map(lambda _: cache.read(clip_dir / "gop10.mp4", [1, 5, 9], (24, 24)), range(16)))
+    assert len(opened) == 1 and cache.misses == 3
+    assert all(run[0] is runs[0][0] for run in runs)
 
 
 def test_read_resized_without_cache_handles_repeats(clip_dir: Path) -> None:

@@ -9,8 +9,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from revseg.graphs.state import ChainContext, ChainState, chain_context
-from revseg.tools.frames import open_video, sample_indices
-from revseg.trajectory import VideoRef
+from revseg.tools.frames import sample_indices
 
 
 async def sample(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
@@ -20,7 +19,7 @@ async def sample(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str,
     """
     ctx = chain_context(runtime)
     start = perf_counter()
-    ref = await asyncio.to_thread(probe_video, state["video_path"], ctx.frame_backend)
+    ref = await asyncio.to_thread(ctx.frame_cache.probe, state["video_path"], ctx.frame_backend)
     indices = sample_indices(ref.num_frames, ctx.settings.num_frames)
     return {
         "video": ref.model_dump(mode="json"),
@@ -31,12 +30,3 @@ async def sample(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str,
         "reviews": [],
         "timings": {"sample": perf_counter() - start},
     }
-
-
-def probe_video(path: str, backend: str) -> VideoRef:
-    """Open the video only to read its reference (frame count, size, fps)."""
-    reader = open_video(path, backend=backend)
-    try:
-        return reader.ref
-    finally:
-        reader.close()
