@@ -562,6 +562,15 @@ def test_concurrent_runs_on_one_video_decode_it_once(clip_dir: Path, monkeypatch
         runs = list(pool.map(lambda _: cache.read(clip_dir / "gop10.mp4", [1, 5, 9], (24, 24)), range(16)))
     assert len(opened) == 1 and cache.misses == 3
     assert all(run[0] is runs[0][0] for run in runs)
+    cache.probe(clip_dir / "gop10.mp4")
+    cache.read(clip_dir / "gop10.mp4", [5], (48, 48))  # a keyframe at another size: same open reader
+    assert len(opened) == 1
+    small = ResizedFrameCache(max_open=1)
+    for name, index in (("gop10.mp4", 0), ("five.mp4", 0), ("gop10.mp4", 1)):
+        small.read(clip_dir / name, [index], (8, 8))
+    assert len(opened) == 4 and len(small._readers) == 1  # least recently used video closed
+    small.close()
+    assert not small._readers
 
 
 def test_read_resized_without_cache_handles_repeats(clip_dir: Path) -> None:
