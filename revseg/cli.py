@@ -538,6 +538,7 @@ def collect_command(
     base_url: BaseUrlOpt = None,
     box_convention: BoxConventionOpt = None,
     device: DeviceOpt = None,
+    exclude_videos: ExcludeOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-group progress lines.")] = False,
 ) -> None:
     """Roll out the chain GROUP_SIZE times per (video, query), score each run and append the groups to OUT.
@@ -551,7 +552,9 @@ def collect_command(
     from revseg.settings import ChainSettings, SamplingParams
     from revseg.tools.trackers import build_tracker
 
-    items = benchmark_items(dataset, data_root, split, link_dir=out / "frames")
+    items = benchmark_items(
+        dataset, data_root, split, link_dir=out / "frames", exclude_videos=_read_ids(exclude_videos)
+    )
     _say(not quiet, f"loading policy {policy}")
     built = build_policy(
         policy, **_policy_options(policy, base_url=base_url, box_convention=box_convention, device=device)
@@ -586,6 +589,61 @@ def collect_command(
     )
     for key, reason in report.failed:
         typer.echo(f"failed: {key}: {reason}", err=True)
+
+
+@app.command("curate")
+def curate_command(
+    benchmark: BenchmarkArg,
+    data_root: DataRootOpt,
+    out: Annotated[Path, typer.Option(help="Output folder: records, report.md / report.json, exclude_videos.txt.")],
+    split: Annotated[str | None, typer.Option(help="Split with ground truth (default: the reader's).")] = None,
+    tracker: TrackerOpt = DEFAULT_TRACKER,
+    threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Drop a video's queries below this mean mask IoU (paper: 0.6).")
+    ] = 0.6,
+    batch_size: Annotated[int, typer.Option(min=1, help="Frames per SAM2 call.")] = 8,
+    keep_failed: Annotated[
+        bool, typer.Option("--keep-failed", help="Keep videos whose check failed (default: exclude them).")
+    ] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue in OUT, skipping videos already checked.")] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="With --resume, check failed videos again.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Check at most K more videos in this run.")] = None,
+    exclude_videos: ExcludeOpt = None,
+    device: DeviceOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-video progress lines.")] = False,
+) -> None:
+    """Curate training data (DESIGN.md 1.5): SAM2 on every frame prompted with its GT box; drop low-IoU videos.
+
+    Writes one line per checked video to OUT/results.jsonl as it finishes (--resume skips
+    them), then OUT/report.md, OUT/report.json and OUT/exclude_videos.txt, the list to pass
+    to `revseg collect --exclude-videos`.
+    """
+    from revseg.evals import get_benchmark
+    from revseg.rl.curate import curate
+
+    bench = get_benchmark(benchmark, data_root, split, exclude_videos=_read_ids(exclude_videos))
+
+    def progress(done: int, count: int, record: dict[str, Any]) -> None:
+        score = "failed" if record["mean_iou"] is None else f"mean IoU {record['mean_iou']:.3f}"
+        _say(not quiet, f"[{done}/{count}] {record['video']}: {score} over {record['pairs']} (object, frame) pairs")
+
+    report = curate(
+        bench,
+        tracker,
+        out,
+        threshold=threshold,
+        batch_size=batch_size,
+        drop_failed=not keep_failed,
+        resume=resume,
+        retry_failed=retry_failed,
+        limit=limit,
+        device=device,
+        on_video=progress,
+    )
+    typer.echo(report.to_markdown())
+    typer.echo(f"wrote {out}")
 
 
 @app.command("train")

@@ -225,18 +225,24 @@ async def _rollout_group(
 
 
 def benchmark_items(
-    name: str, data_root: str | Path, split: str | None = None, *, link_dir: str | Path | None = None
+    name: str,
+    data_root: str | Path,
+    split: str | None = None,
+    *,
+    link_dir: str | Path | None = None,
+    exclude_videos: Iterable[str] = (),
 ) -> Iterator[CollectItem]:
     """Items for every sample of a ``revseg.evals`` benchmark split that has local ground truth.
 
     Ground truth is the sample's mask track, read when its group is scored and turned
     into per-frame union boxes on demand. A sample whose frames are a subset of its
     folder is given a folder of links to exactly those frames (under ``link_dir``).
+    Videos in ``exclude_videos`` give no items (the list ``revseg.rl.curate`` writes).
     """
     from revseg.errors import DatasetError
     from revseg.evals.benchmarks import get_benchmark
 
-    benchmark = get_benchmark(name, data_root, split)
+    benchmark = get_benchmark(name, data_root, split, exclude_videos=exclude_videos)
     if not benchmark.has_ground_truth:
         raise DatasetError(
             f"{benchmark.title} {benchmark.split} has no local ground truth (it is scored by its server); "

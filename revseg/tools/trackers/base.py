@@ -1,7 +1,9 @@
 """The Tracker contract: a box prompt on one frame in, masks for every frame out, streamed.
 
-Also the pieces every backend shares, so each checks prompts, picks devices and reads
-spec options the same way: :func:`check_prompt`, :func:`pick_device` and
+:class:`BoxSegmenter` is an optional second capability of the same backends: box prompts
+on single frames, each segmented on its own (SAM2 in image mode). Also the pieces every
+backend shares, so each checks prompts, picks devices and reads spec options the same
+way: :func:`check_prompt` / :func:`check_box_prompts`, :func:`pick_device` and
 :func:`split_spec_options` / :func:`bind_options`.
 """
 
@@ -53,6 +55,30 @@ class Tracker(Protocol):
         ...
 
 
+@runtime_checkable
+class BoxSegmenter(Protocol):
+    """Segments box prompts on single frames: SAM2 in image mode, each frame on its own, no memory.
+
+    An optional capability of tracker backends (both ``sam2:`` and ``hf-sam2:`` have it),
+    over the model the tracker already loaded. Training-data curation (DESIGN.md 1.5)
+    prompts every annotated frame with its ground-truth box this way.
+    """
+
+    @property
+    def spec(self) -> str:
+        """The spec string the backend was built from."""
+        ...
+
+    def segment_boxes(self, frames: Sequence[np.ndarray], boxes: Sequence[Sequence[BoxXYXY]]) -> list[np.ndarray]:
+        """One (len(boxes[i]), H, W) bool array per frame: the mask of each box, at the frame's size.
+
+        ``frames`` are (H, W, 3) uint8 RGB arrays, run as one batch; ``boxes[i]`` are
+        x1, y1, x2, y2 in frame ``i``'s pixels (a frame without boxes gets a (0, H, W) array).
+        Raises TrackerError for a malformed prompt or a failing model.
+        """
+        ...
+
+
 def check_prompt(ref: VideoRef, keyframe_index: int, boxes: Sequence[BoxXYXY]) -> list[BoxXYXY]:
     """Validate a box prompt and clip each box to the frame; raise TrackerError naming the fault.
 
@@ -66,22 +92,45 @@ def check_prompt(ref: VideoRef, keyframe_index: int, boxes: Sequence[BoxXYXY]) -
         )
     if len(boxes) == 0:
         raise TrackerError(f"no boxes to track on keyframe {keyframe_index} of video '{ref.path}'")
-    clipped: list[BoxXYXY] = []
-    for i, box in enumerate(boxes):
-        if len(box) != 4 or not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in box):
-            raise TrackerError(
-                f"box {i} {tuple(box)!r} for video '{ref.path}' is not four finite numbers x1, y1, x2, y2"
-            )
-        x1, y1, x2, y2 = (float(v) for v in box)
-        x1, x2 = min(max(x1, 0.0), ref.width), min(max(x2, 0.0), ref.width)
-        y1, y2 = min(max(y1, 0.0), ref.height), min(max(y2, 0.0), ref.height)
-        if x2 <= x1 or y2 <= y1:
-            raise TrackerError(
-                f"box {i} {tuple(box)!r} has no area inside the {ref.width}x{ref.height} frames of video "
-                f"'{ref.path}' (x1 < x2 and y1 < y2 needed after clipping)"
-            )
-        clipped.append((x1, y1, x2, y2))
-    return clipped
+    return [clip_prompt_box(box, i, ref.width, ref.height, f"video '{ref.path}'") for i, box in enumerate(boxes)]
+
+
+def clip_prompt_box(box: Sequence[float], index: int, width: int, height: int, where: str) -> BoxXYXY:
+    """One prompt box checked (four finite numbers) and clipped to a ``width`` x ``height`` frame.
+
+    Raises TrackerError naming the box and ``where`` when it is malformed or has no area after
+    clipping (see :func:`check_prompt` for why a box is never widened).
+    """
+    if len(box) != 4 or not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in box):
+        raise TrackerError(f"box {index} {tuple(box)!r} for {where} is not four finite numbers x1, y1, x2, y2")
+    x1, y1, x2, y2 = (float(v) for v in box)
+    x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
+    y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
+    if x2 <= x1 or y2 <= y1:
+        raise TrackerError(
+            f"box {index} {tuple(box)!r} has no area inside the {width}x{height} frames of {where} "
+            "(x1 < x2 and y1 < y2 needed after clipping)"
+        )
+    return (x1, y1, x2, y2)
+
+
+def check_box_prompts(frames: Sequence[np.ndarray], boxes: Sequence[Sequence[BoxXYXY]]) -> list[list[BoxXYXY]]:
+    """Validate a :meth:`BoxSegmenter.segment_boxes` call: one box list per RGB frame, each box clipped to its frame.
+
+    A frame may have no boxes (it is then not run). Raises TrackerError naming the frame
+    and box at fault.
+    """
+    if len(frames) != len(boxes):
+        raise TrackerError(f"segment_boxes got {len(frames)} frames but {len(boxes)} box lists; give one per frame")
+    checked: list[list[BoxXYXY]] = []
+    for number, (frame, frame_boxes) in enumerate(zip(frames, boxes, strict=True)):
+        shape: tuple[int, ...] = tuple(getattr(frame, "shape", ()))
+        if len(shape) != 3 or shape[2] != 3 or getattr(frame, "dtype", None) != "uint8":
+            raise TrackerError(f"frame {number} of the batch is not an (H, W, 3) uint8 RGB array (shape {shape})")
+        height, width = int(shape[0]), int(shape[1])
+        where = f"frame {number} of the batch"
+        checked.append([clip_prompt_box(box, i, width, height, where) for i, box in enumerate(frame_boxes)])
+    return checked
 
 
 def pick_device(device: str | None) -> torch.device:

@@ -34,6 +34,7 @@ for videos shorter than that (16 frames in released models) masks may differ sli
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,7 +42,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from revseg.errors import ModelLoadError, RevsegError, SpecError, TrackerError, VideoError
 from revseg.hub import resolve_model_dir
-from revseg.tools.trackers.base import FrameMasks, bind_options, check_prompt, pick_device, split_spec_options
+from revseg.tools.trackers.base import (
+    FrameMasks,
+    bind_options,
+    check_box_prompts,
+    check_prompt,
+    pick_device,
+    split_spec_options,
+)
 from revseg.trajectory import BoxXYXY
 
 if TYPE_CHECKING:
@@ -51,7 +59,7 @@ if TYPE_CHECKING:
     from revseg.tools.frames import FrameReader
     from revseg.trajectory import VideoRef
 
-__all__ = ["SCHEME", "HFSam2Tracker", "bound_session", "memory_window", "reverse_frames"]
+__all__ = ["SCHEME", "HFSam2Tracker", "bound_session", "image_model", "memory_window", "reverse_frames"]
 
 SCHEME = "hf-sam2"
 _HINT = f"--tracker {SCHEME}:/path/to/sam2.1-hiera-tiny (a folder with config.json and processor_config.json)"
@@ -128,6 +136,8 @@ class HFSam2Tracker:
         self.bounded = bool(bounded)
         self._model, self._processor = _load(self.model_dir, self._device, self._dtype)
         self.window = memory_window(self._model.config)
+        self._image: Any = None  # Sam2Model sharing self._model's weights, built on first segment_boxes
+        self._image_lock = threading.Lock()
 
     @classmethod
     def from_spec(cls, spec: str, *, device: str | None = None, **options: Any) -> HFSam2Tracker:
@@ -165,6 +175,54 @@ class HFSam2Tracker:
         """
         prompts = check_prompt(video.ref, keyframe_index, boxes)
         return self._stream(video, keyframe_index, prompts, progress)
+
+    def segment_boxes(self, frames: Sequence[np.ndarray], boxes: Sequence[Sequence[BoxXYXY]]) -> list[np.ndarray]:
+        """Each frame's box masks from transformers' image model over this tracker's weights (see BoxSegmenter).
+
+        Image mode: ``Sam2Model`` (see :func:`image_model`) on the whole batch in one
+        forward, single-mask output, masks resized to each frame by the processor. Frames
+        with fewer boxes than the batch's most are padded with their own first box, whose
+        extra masks are dropped. Runs in the tracker's dtype (bf16 on CUDA).
+        """
+        import numpy as np
+
+        prompts = check_box_prompts(frames, boxes)
+        result = [np.zeros((0, *frame.shape[:2]), dtype=bool) for frame in frames]
+        todo = [i for i, frame_boxes in enumerate(prompts) if frame_boxes]
+        if todo:
+            masks = self._segment([frames[i] for i in todo], [prompts[i] for i in todo])
+            for i, frame_masks in zip(todo, masks, strict=True):
+                result[i] = frame_masks
+        return result
+
+    def _segment(self, frames: list[np.ndarray], prompts: list[list[BoxXYXY]]) -> list[np.ndarray]:
+        import torch
+
+        most = max(len(p) for p in prompts)
+        padded = [[list(box) for box in p] + [list(p[0])] * (most - len(p)) for p in prompts]
+        try:
+            with self._image_lock:
+                if self._image is None:
+                    self._image = image_model(self._model)
+            writable = [f if f.flags.writeable else f.copy() for f in frames]  # torch warns on read-only arrays
+            inputs = self._processor(images=writable, input_boxes=padded, return_tensors="pt")
+            with torch.inference_mode():
+                out = self._image(
+                    pixel_values=inputs["pixel_values"].to(self._device, self._dtype),
+                    input_boxes=inputs["input_boxes"].to(self._device, self._dtype),
+                    multimask_output=False,
+                )
+                # (B, N, 1, h, w) low-resolution logits -> per frame (N, 1, H, W) bool at the frame's size
+                masks = self._processor.post_process_masks(out.pred_masks.float(), inputs["original_sizes"])
+        except RevsegError:
+            raise
+        except Exception as exc:
+            hint = " (try a smaller batch or --device cpu)" if "out of memory" in str(exc).lower() else ""
+            raise TrackerError(
+                f"hf-sam2 failed on box prompts for a batch of {len(frames)} frames: {type(exc).__name__}: "
+                f"{_first_lines(exc)}{hint}"
+            ) from exc
+        return [m[: len(p), 0].cpu().numpy() for m, p in zip(masks, prompts, strict=True)]
 
     def _stream(self, video: FrameReader, keyframe: int, boxes: list[BoxXYXY], progress: bool) -> Iterator[FrameMasks]:
         ref = video.ref
@@ -231,6 +289,35 @@ class HFSam2Tracker:
             raise TrackerError(
                 f"hf-sam2 failed on video '{ref.path}': {type(exc).__name__}: {_first_lines(exc)}{hint}"
             ) from exc
+
+
+def image_model(video_model: Any) -> Any:
+    """transformers' ``Sam2Model`` (single images) whose weights are those of a loaded ``Sam2VideoModel``.
+
+    The video model holds the image model's modules under the same names (vision encoder,
+    prompt encoder, mask decoder, no-memory embedding), so the image model is built on the
+    meta device and given the video model's tensors with ``load_state_dict(assign=True)``:
+    no second copy in memory, outputs equal to ``Sam2Model.from_pretrained`` on the same
+    folder. Raises ModelLoadError when a weight the image model needs is missing.
+    """
+    import torch
+    from transformers import Sam2Config, Sam2Model
+
+    config = video_model.config
+    image_config = Sam2Config(
+        vision_config=config.vision_config.to_dict(),
+        prompt_encoder_config=config.prompt_encoder_config.to_dict(),
+        mask_decoder_config=config.mask_decoder_config.to_dict(),
+    )
+    with torch.device("meta"):
+        model = Sam2Model(image_config)
+    loaded = model.load_state_dict(video_model.state_dict(), strict=False, assign=True)
+    if loaded.missing_keys:
+        raise ModelLoadError(
+            f"hf-sam2: the video model lacks image-model weights {', '.join(loaded.missing_keys[:5])}; "
+            "box prompts on single frames need a SAM2 checkpoint with the image heads"
+        )
+    return model.eval()
 
 
 def bound_session(session: Any, index: int, keyframe: int, window: int, *, reverse: bool) -> None:

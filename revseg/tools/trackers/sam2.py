@@ -49,7 +49,14 @@ from revseg.errors import ModelLoadError, RevsegError, SpecError, TrackerError, 
 from revseg.hub import resolve_model_dir
 from revseg.tools.frames import reads_exactly
 from revseg.tools.trackers import DEFAULT_TRACKER
-from revseg.tools.trackers.base import FrameMasks, bind_options, check_prompt, pick_device, split_spec_options
+from revseg.tools.trackers.base import (
+    FrameMasks,
+    bind_options,
+    check_box_prompts,
+    check_prompt,
+    pick_device,
+    split_spec_options,
+)
 from revseg.trajectory import BoxXYXY
 
 if TYPE_CHECKING:
@@ -66,6 +73,7 @@ __all__ = [
     "build_sam2_video_model",
     "check_prompt",
     "export_jpeg_frames",
+    "image_predictor",
     "instantiate_sam2",
     "native_input",
     "pick_device",
@@ -255,6 +263,25 @@ def build_sam2_video_model(weights: Sam2Weights, device: torch.device) -> Any:
         ) from exc
 
 
+def image_predictor(model: Any) -> Any:
+    """sam2's ``SAM2ImagePredictor`` over an already built SAM2 model (the video predictor is a SAM2Base too).
+
+    The predictor hard-codes backbone feature sizes for 1024-px models (256, 128, 64 at
+    strides 4, 8, 16); they are set from the model's own input size here, so smaller
+    models (the tests' 128 px) work. Weights are shared, not copied.
+    """
+    import warnings
+
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    with warnings.catch_warnings():  # its transforms call torch.jit.script, deprecated in recent torch
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+        predictor = SAM2ImagePredictor(model)
+    size = int(model.image_size)
+    predictor._bb_feat_sizes = [(size // stride, size // stride) for stride in (4, 8, 16)]
+    return predictor
+
+
 def _first_lines(exc: BaseException, n: int = 4, width: int = 400) -> str:
     text = " ".join(str(exc).splitlines()[:n])
     return text if len(text) <= width else text[: width - 3] + "..."
@@ -404,6 +431,8 @@ class Sam2Tracker:
         self.offload_video_to_cpu = bool(offload_video_to_cpu)
         self.offload_state_to_cpu = bool(offload_state_to_cpu)
         self.window = window
+        self._image: Any = None  # sam2's SAM2ImagePredictor over self._model, built on first segment_boxes
+        self._image_lock = threading.Lock()
         _install_quiet_tqdm()
 
     @classmethod
@@ -441,6 +470,56 @@ class Sam2Tracker:
         if self.window is None or video.ref.num_frames <= self.window:
             return self._propagate(video, keyframe_index, prompts, progress)
         return self._propagate_windowed(video, keyframe_index, prompts, progress, self.window)
+
+    def segment_boxes(self, frames: Sequence[np.ndarray], boxes: Sequence[Sequence[BoxXYXY]]) -> list[np.ndarray]:
+        """Each frame's box masks from sam2's image predictor over this tracker's model (see BoxSegmenter).
+
+        Image mode, as ``SAM2ImagePredictor`` does it: one backbone pass for the batch, then
+        the mask decoder per frame with all its boxes, single-mask output (sam2 falls back
+        to its best multimask answer when that mask is unstable). No memory, no propagation.
+        bf16 autocast on CUDA, as for tracking. The predictor holds one batch's features,
+        so calls are serialised.
+        """
+        import numpy as np
+
+        prompts = check_box_prompts(frames, boxes)
+        result = [np.zeros((0, *frame.shape[:2]), dtype=bool) for frame in frames]
+        todo = [i for i, frame_boxes in enumerate(prompts) if frame_boxes]
+        if todo:
+            with self._image_lock:
+                masks = self._segment([frames[i] for i in todo], [prompts[i] for i in todo])
+            for i, frame_masks in zip(todo, masks, strict=True):
+                result[i] = frame_masks
+        return result
+
+    def _segment(self, frames: list[np.ndarray], prompts: list[list[BoxXYXY]]) -> list[np.ndarray]:
+        import numpy as np
+        import torch
+
+        autocast: AbstractContextManager[Any] = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if self._device.type == "cuda" else nullcontext()
+        )
+        try:
+            if self._image is None:
+                self._image = image_predictor(self._model)
+            with autocast:
+                # torchvision warns on read-only arrays (decoded frames often are), so those are copied
+                self._image.set_image_batch([f if f.flags.writeable else f.copy() for f in frames])
+                masks, _, _ = self._image.predict_batch(
+                    box_batch=[np.asarray(p, dtype=np.float32) for p in prompts], multimask_output=False
+                )
+        except RevsegError:
+            raise
+        except Exception as exc:
+            raise TrackerError(
+                f"sam2 failed on box prompts for a batch of {len(frames)} frames: {type(exc).__name__}: "
+                f"{_first_lines(exc)}"
+            ) from exc
+        finally:
+            if self._image is not None:
+                self._image.reset_predictor()  # drop the batch's features
+        # predict_batch squeezes a leading 1: (1, H, W) for one box, (N, 1, H, W) for several
+        return [m.reshape(len(p), *f.shape[:2]) > 0.5 for m, p, f in zip(masks, prompts, frames, strict=True)]
 
     def _propagate(
         self, video: FrameReader, keyframe: int, boxes: list[BoxXYXY], progress: bool
