@@ -23,13 +23,16 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from revseg.errors import RevsegError
 from revseg.rl.groundtruth import GroundTruth, MaskGroundTruth
 from revseg.rl.rewards import RewardConfig, score
 from revseg.settings import ChainSettings, SamplingParams
 from revseg.trajectory import Trajectory, TrajectoryStore
+
+if TYPE_CHECKING:
+    from revseg.tools.frames import ResizedFrameCache
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +141,7 @@ async def acollect(
     """The async form of :func:`collect` (same arguments), for callers inside an event loop."""
     from revseg.graphs import build_graph
     from revseg.policies import build_policy
+    from revseg.tools.frames import ResizedFrameCache
 
     if group_size < 1 or workers < 1:
         raise ValueError("group_size and workers must be at least 1")
@@ -149,12 +153,13 @@ async def acollect(
     graph = build_graph()
     gate = asyncio.Semaphore(workers)
     totals: list[float] = []
+    frames = ResizedFrameCache()  # one for the whole collection: a video's items and their rollouts decode it once
 
     async def one(item: CollectItem) -> None:
         async with gate:
             try:
                 group = await _rollout_group(
-                    graph, item, policy, tracker, settings, sampling, group_size, seed, frame_backend
+                    graph, item, policy, tracker, settings, sampling, group_size, seed, frame_backend, frames
                 )
                 truth = await asyncio.to_thread(item.truth)
                 scored = [score(t, truth, reward_config).model_copy(update={"group_size": group_size}) for t in group]
@@ -179,7 +184,10 @@ async def acollect(
         if limit is not None and len(todo) >= limit:
             break
         todo.append(item)
-    await asyncio.gather(*(one(item) for item in todo))
+    try:
+        await asyncio.gather(*(one(item) for item in todo))
+    finally:
+        frames.close()
     report.mean_reward = sum(totals) / len(totals) if totals else 0.0
     return report
 
@@ -194,12 +202,11 @@ async def _rollout_group(
     n: int,
     seed: int | None,
     frame_backend: str,
+    cache: ResizedFrameCache,
 ) -> list[Trajectory]:
-    """n runs of the chain on one item, concurrently, sharing one frame cache; one group id."""
+    """n runs of the chain on one item, concurrently, through the collection's frame cache; one group id."""
     from revseg.graphs import ChainContext, ChainInput, trajectory_from_state
-    from revseg.tools.frames import ResizedFrameCache
 
-    cache = ResizedFrameCache()
     group_id = uuid.uuid4().hex
 
     async def run(index: int) -> Trajectory:
