@@ -4,9 +4,10 @@ A server cannot pass backend objects: the run's ``context`` arrives as JSON and 
 turns it into a :class:`ServeContext` (backend specs and a few settings). Each field left
 out comes from the environment (``REVSEG_POLICY``, ``REVSEG_TRACKER``, ``OPENAI_BASE_URL``;
 ``OPENAI_API_KEY`` for API policies) or from the paper's defaults. Backends are built once
-per process and spec, then shared by every run. The server brings its own checkpointer,
-so threads, ``stream_mode="updates"`` and the review interrupts of ``review_graph`` work
-as with any LangGraph graph. For example::
+per process and spec, then shared by every run, as is one frame cache. The server brings
+its own checkpointer, so threads, ``stream_mode="updates"`` and the review interrupts of
+``review_graph`` work as with any LangGraph graph (tests/graphs/test_langgraph_dev.py runs
+both under ``langgraph dev``). For example::
 
     langgraph dev   # then, with the langgraph SDK:
     client.runs.stream(thread_id, "revseg", input={"video_path": ..., "query": ..., "out_dir": ...},
@@ -24,6 +25,7 @@ from revseg.graphs.build import build_graph
 from revseg.graphs.state import ChainContext
 from revseg.policies import DEFAULT_POLICY, Policy, build_policy
 from revseg.settings import ChainSettings, SamplingParams
+from revseg.tools.frames import ResizedFrameCache
 from revseg.tools.trackers import DEFAULT_TRACKER, build_tracker
 from revseg.tools.trackers.base import Tracker
 
@@ -59,6 +61,7 @@ class ServeContext:
                     temperature=self.temperature, max_new_tokens=self.max_new_tokens, seed=self.seed
                 ),
                 frame_backend=self.frame_backend,
+                frame_cache=_frame_cache(),
             )
         return self._built
 
@@ -73,6 +76,12 @@ def _policy(spec: str, base_url: str | None, box_convention: str | None, device:
 @functools.cache
 def _tracker(spec: str, device: str | None) -> Tracker | None:
     return build_tracker(spec, device=device)
+
+
+@functools.cache
+def _frame_cache() -> ResizedFrameCache:
+    """One per server process, like the backends: runs on the same video decode it once."""
+    return ResizedFrameCache()
 
 
 graph = build_graph(context_schema=ServeContext, name="revseg")

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import itertools
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -51,6 +52,7 @@ def test_images_become_standard_base64_blocks_before_the_text() -> None:
     ]
     system, user, assistant = to_langchain_messages(messages)
     assert (system.type, user.type, assistant.type) == ("system", "human", "ai")
+    assert isinstance(user.content, list)
     block, text = user.content
     assert isinstance(block, dict) and block["type"] == "image" and block["mime_type"] == "image/png"
     decoded = Image.open(io.BytesIO(base64.b64decode(block["base64"])))
@@ -110,15 +112,24 @@ def test_a_failing_model_is_a_policy_error_naming_the_integration() -> None:
         asyncio.run(policy.agenerate([Message.assistant("x")], SamplingParams()))
 
 
-def test_langchain_spec_without_the_langchain_package_says_what_to_install() -> None:
-    pytest.importorskip("langchain_core")
-    try:
-        import langchain.chat_models  # noqa: F401
-    except ImportError:
-        with pytest.raises(SpecError, match="pip install langchain"):
-            build_policy("langchain:openai:gpt-4o")
-    else:
-        pytest.skip("langchain is installed")
+def test_langchain_spec_without_the_langchain_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "langchain.chat_models", None)  # as if langchain were not installed
+    with pytest.raises(SpecError, match="pip install langchain"):
+        build_policy("langchain:openai:gpt-4o")
+
+
+def test_langchain_spec_builds_the_model_with_init_chat_model(small_clip: Path, tmp_path: Path) -> None:
+    pytest.importorskip("langchain.chat_models")
+    pytest.importorskip("langchain_openai")
+    log = ChatServerLog()
+    with chat_server(paper_responder(keyframe=3, box=(84, 168, 420, 672)), log) as url:
+        policy = build_policy("langchain:openai:served-qwen", base_url=url, api_key="sk-local")
+        result = ReVSegAgent(policy, "none", overlay=False, report=False).run(small_clip, "the rider", tmp_path)
+    assert result.status == Status.OK and result.keyframe_index == 5
+    assert result.trajectory.policy.spec == "langchain:openai:served-qwen"
+    assert result.trajectory.policy.model == "served-qwen"
+    assert [r["model"] for r in log.requests] == ["served-qwen", "served-qwen"]
+    assert "sk-local" not in result.trajectory.model_dump_json()
 
 
 def test_agent_takes_a_chat_model_as_its_policy(small_clip: Path, tmp_path: Path) -> None:
