@@ -170,6 +170,9 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
     model, optimizer = accelerator.prepare(model, optimizer)
     tokenizer = processor.tokenizer
+    logger.info(
+        "training under accelerate: %s, %d process(es)", accelerator.distributed_type.value, accelerator.num_processes
+    )
 
     out = Path(out_dir)
     writer = _tensorboard(config.logging_dir or str(out / "runs")) if accelerator.is_main_process else None
@@ -398,4 +401,9 @@ def _save(accelerator: Any, model: Any, processor: Any, out: Path, config: GRPOC
         state = None
     unwrapped.save_pretrained(out, state_dict=state, safe_serialization=True)
     processor.save_pretrained(out)
-    (out / TRAIN_STATE_FILE).write_text(json.dumps({"config": config.to_dict()}, indent=2, default=str) + "\n")
+    state_file = {
+        "config": config.to_dict(),
+        "distributed": accelerator.distributed_type.value,  # how the run was launched: NO, MULTI_CPU, FSDP, ...
+        "processes": accelerator.num_processes,
+    }
+    (out / TRAIN_STATE_FILE).write_text(json.dumps(state_file, indent=2, default=str) + "\n")
