@@ -295,10 +295,10 @@ def _chain_options(
 
 
 def _policy_options(policy: str, **options: Any) -> dict[str, Any]:
-    """Pass each backend only the flags it understands."""
+    """Pass each backend only the flags it understands (a flag a command does not have counts as unset)."""
     if policy.startswith("openai:"):
-        return {k: options[k] for k in ("base_url", "box_convention")}
-    return {k: options[k] for k in ("box_convention", "device")}
+        return {k: options.get(k) for k in ("base_url", "box_convention", "tokenizer")}
+    return {k: options.get(k) for k in ("box_convention", "device")}
 
 
 def _say(enabled: bool, message: str) -> None:
@@ -539,6 +539,13 @@ def collect_command(
     box_convention: BoxConventionOpt = None,
     device: DeviceOpt = None,
     exclude_videos: ExcludeOpt = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(
+            help="openai: the served model's tokenizer (folder or hub id), to re-tokenise answers when the server "
+            "returns no token ids; such records are approximate: RFT only, not GRPO."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-group progress lines.")] = False,
 ) -> None:
     """Roll out the chain GROUP_SIZE times per (video, query), score each run and append the groups to OUT.
@@ -557,7 +564,8 @@ def collect_command(
     )
     _say(not quiet, f"loading policy {policy}")
     built = build_policy(
-        policy, **_policy_options(policy, base_url=base_url, box_convention=box_convention, device=device)
+        policy,
+        **_policy_options(policy, base_url=base_url, box_convention=box_convention, device=device, tokenizer=tokenizer),
     )
     built_tracker = None if tracker == "none" else build_tracker(tracker, device=device)
     counter = [0]

@@ -31,6 +31,11 @@ SUPPORTED_SCHEMA_VERSIONS = frozenset({"1", "2"})
 
 BoxXYXY = tuple[float, float, float, float]
 BoxConvention = Literal["absolute", "norm1000"]
+TokenSource = Literal["generated", "logprob_tokens", "retokenised"]
+"""Where a turn's token ids came from: the sampler itself (``generated``: the hf backend, vLLM's
+``token_ids``), the ``token_id:N`` strings of a server's log-prob entries (``logprob_tokens``:
+older vLLM with ``return_tokens_as_token_ids``; exact too), or the answer text re-tokenised
+with a local tokenizer (``retokenised``: approximate, so are log-probs paired with them)."""
 
 
 class Status(StrEnum):
@@ -86,6 +91,9 @@ class TurnRecord(BaseModel):
     token_ids: list[int] | None = None
     logprobs: list[float] | None = None
     logprobs_approximate: bool = False
+    token_source: TokenSource | None = Field(
+        None, description="Where token_ids came from (None: no ids, or a record older than this field)."
+    )
     parse_ok: bool = False
     parse_reason: str | None = None
     parsed: dict[str, Any] | None = None

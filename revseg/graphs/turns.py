@@ -18,6 +18,7 @@ def record_turn(turn: TurnRecord, generation: Generation, duration_s: float) -> 
             "token_ids": generation.token_ids,
             "logprobs": generation.logprobs,
             "logprobs_approximate": generation.logprobs_approximate,
+            "token_source": generation.token_source,
             "duration_s": duration_s,
         }
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from revseg.settings import SamplingParams
-from revseg.trajectory import PolicyInfo
+from revseg.trajectory import PolicyInfo, TokenSource
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -37,10 +37,18 @@ Part = TextPart | ImagePart
 
 @dataclass(frozen=True)
 class Message:
-    """One chat message. Images come before text in our prompts, as in Qwen-VL's own examples."""
+    """One chat message. Images come before text in our prompts, as in Qwen-VL's own examples.
+
+    An assistant message replaying an earlier answer may carry the ``token_ids`` the
+    policy generated for it. A backend that tokenises (hf) feeds the history as those ids
+    rather than re-tokenising the text, so the next turn is generated in the very context
+    training scores it in (:func:`revseg.policies.tokens.splice_history`). Text-only
+    backends send the text.
+    """
 
     role: Literal["system", "user", "assistant"]
     parts: tuple[Part, ...]
+    token_ids: tuple[int, ...] | None = None
 
     @property
     def text(self) -> str:
@@ -48,9 +56,10 @@ class Message:
         return "".join(p.text for p in self.parts if isinstance(p, TextPart))
 
     @classmethod
-    def assistant(cls, text: str) -> Message:
-        """An assistant message holding a previous answer (conversation history)."""
-        return cls(role="assistant", parts=(TextPart(text),))
+    def assistant(cls, text: str, token_ids: Sequence[int] | None = None) -> Message:
+        """An assistant message holding a previous answer (conversation history), with its generated ids if known."""
+        ids = None if token_ids is None else tuple(int(i) for i in token_ids)
+        return cls(role="assistant", parts=(TextPart(text),), token_ids=ids)
 
 
 @dataclass(frozen=True)
@@ -59,14 +68,17 @@ class Generation:
 
     ``token_ids`` and ``logprobs`` are the generated tokens and their behaviour
     log-probabilities (one per token) when the backend can report them; RL needs
-    both. ``logprobs_approximate`` flags log-probs that were not produced by the
-    sampling process itself (for example re-scored after the fact).
+    both. ``logprobs_approximate`` flags log-probs that cannot be trusted as the
+    sampler's own for these ids (re-scored after the fact, paired with a re-tokenised
+    answer, or with no ids at all); GRPO refuses them. ``token_source`` says where the
+    ids came from (:data:`revseg.trajectory.TokenSource`; None without ids).
     """
 
     text: str
     token_ids: list[int] | None = None
     logprobs: list[float] | None = None
     logprobs_approximate: bool = False
+    token_source: TokenSource | None = None
     finish_reason: str | None = None
     usage: dict[str, int] = field(default_factory=dict)
 

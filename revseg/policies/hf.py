@@ -17,6 +17,9 @@ Two choices worth knowing:
   assistant message, so the next turn's prompt continues the same sequence. ``text`` is
   decoded without special tokens. A turn cut by ``max_new_tokens`` has
   ``finish_reason == "length"`` and no end token.
+- Assistant history that carries its generated ``token_ids`` (the graph passes turn 1's)
+  enters the prompt as those ids, closed by ``<|im_end|>``, not as its text re-tokenised:
+  turn 2 is generated in exactly the context training rebuilds and scores it in.
 
 torch and transformers are imported when a policy is built, not when this module is.
 """
@@ -33,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from revseg.errors import ModelLoadError, PolicyError, SpecError
 from revseg.hub import resolve_model_dir
 from revseg.policies.base import Generation, ImagePart, Message, TextPart
+from revseg.policies.tokens import closed_turn, end_of_turn_id, splice_history
 from revseg.settings import SamplingParams
 from revseg.trajectory import BoxConvention, PolicyInfo
 
@@ -226,8 +230,29 @@ class HFPolicy:
     def build_inputs(self, messages: Sequence[Message]) -> Any:
         """The exact model inputs (token ids, pixel values, grids) for a prompt ending in a generation cue.
 
-        Public so that training can rebuild the behaviour policy's inputs and re-score its tokens.
+        Assistant messages that carry ``token_ids`` enter as those ids, not as their text
+        re-tokenised: the conversation is rendered, then each such answer's span is swapped
+        for its ids by :func:`~revseg.policies.tokens.splice_history`, the splice training
+        applies when it rebuilds a recorded rollout. Public so that training can rebuild
+        the behaviour policy's inputs and re-score its tokens.
         """
+        rendered = self._render(messages)
+        end: int | None = None
+        # Last answer first: a splice changes lengths only after its own span, so earlier spans stay put.
+        for index in reversed(range(len(messages))):
+            ids = messages[index].token_ids
+            if messages[index].role != "assistant" or ids is None:
+                continue
+            end = end_of_turn_id(self.processor.tokenizer) if end is None else end
+            prefix = self._render(messages[:index])["input_ids"]
+            try:
+                rendered = splice_history(rendered, prefix, closed_turn(ids, end), end)
+            except PolicyError as exc:
+                raise PolicyError(f"{self._info.spec}: {exc}") from exc
+        return rendered
+
+    def _render(self, messages: Sequence[Message]) -> Any:
+        """The processor's batch for ``messages`` as the chat template writes them (history as text)."""
         return self.processor.apply_chat_template(
             chat_messages(messages),
             add_generation_prompt=True,
@@ -274,6 +299,7 @@ class HFPolicy:
             token_ids=token_ids,
             logprobs=logprobs,
             logprobs_approximate=False,
+            token_source="generated",
             finish_reason="stop" if stopped else "length",
             usage={"prompt_tokens": prompt_len, "completion_tokens": len(token_ids)},
         )

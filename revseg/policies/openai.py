@@ -1,9 +1,25 @@
 """Policy backend for any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, ...).
 
 Frames travel as base64 image parts. The main case is a self-hosted vLLM serving
-Qwen2.5-VL: there we ask for the generated token ids (``return_token_ids``) and the
-per-token log-probs, which RL needs; servers that refuse log-probs are detected once and
-then asked without them. Retries with backoff on 429/5xx/timeouts are the SDK's own;
+Qwen2.5-VL: there we ask for the generated token ids and the per-token log-probs, which
+RL needs; servers that refuse log-probs are detected once and then asked without them.
+
+Token ids are taken, in this order of preference, from:
+
+1. ``choice.token_ids`` (vLLM >= 0.10.2 with ``return_token_ids``): the sampler's own ids;
+2. the log-prob entries' ``token`` strings when they read ``token_id:N`` (older vLLM with
+   ``return_tokens_as_token_ids``, which we request alongside): exact as well;
+3. the answer text re-tokenised with a local tokenizer, when the policy was given one
+   (``tokenizer=PATH_OR_HUB_ID``; plus ``<|im_end|>`` unless the answer was cut). These ids
+   are a guess at what was sampled, so the server's log-probs are kept only when their
+   count matches, and the generation is marked ``logprobs_approximate``: GRPO refuses it,
+   rejection-sampling fine-tuning (RFT) can use it.
+
+Without any of these there are no ids; log-probs the server sent are kept as given and
+marked approximate (they belong to tokens nobody recorded). ``Generation.token_source``
+says which case applied, and the trajectory records it per turn.
+
+Retries with backoff on 429/5xx/timeouts are the SDK's own;
 malformed 200 answers are retried with tenacity. The graph uses the async client, so one
 process keeps many queries in flight. The API key comes from the environment and is
 never recorded.
@@ -14,15 +30,17 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from revseg.errors import MalformedResponseError, PolicyError, SpecError
+from revseg.errors import MalformedResponseError, ModelLoadError, PolicyError, SpecError
 from revseg.policies.base import Generation, ImagePart, Message, TextPart
 from revseg.policies.images import EncodedImageCache, image_base64
+from revseg.policies.tokens import answer_token_ids
 from revseg.settings import SamplingParams
-from revseg.trajectory import BoxConvention, PolicyInfo
+from revseg.trajectory import BoxConvention, PolicyInfo, TokenSource
 
 if TYPE_CHECKING:
     import openai
@@ -36,6 +54,10 @@ _BOX_CONVENTIONS: tuple[BoxConvention, ...] = ("absolute", "norm1000")
 # auth and response parsing are the same client machinery.
 _PATH = "/chat/completions"
 _OPTIONS: openai.RequestOptions = {"security": {"bearer_auth": True}}
+# vLLM's spelling of a token when asked for ``return_tokens_as_token_ids``.
+_TOKEN_ID = re.compile(r"token_id:(\d+)")
+# A tokenizer needs only these files of a hub checkpoint, not its weights.
+_TOKENIZER_FILES = ["*.json", "*.txt", "*.model", "*.tiktoken"]
 
 
 def encode_image(image: Image, image_format: str = "png", cache: EncodedImageCache | None = None) -> str:
@@ -77,6 +99,10 @@ class OpenAIPolicy:
 
     Encoded images are kept by content (``image_cache_mb``), so turn 2 and the queries
     that share a video do not encode the same frames again.
+
+    ``tokenizer`` (a local folder or hub id of the served model's tokenizer, or a loaded
+    tokenizer) lets a server that returns no token ids still give approximate ones: the
+    answer re-tokenised (see the module notes).
     """
 
     def __init__(
@@ -93,8 +119,9 @@ class OpenAIPolicy:
         retry_backoff_s: float = 0.5,
         logprobs: bool = True,
         image_format: str = "png",
-        image_cache_mb: float = 128,
+        image_cache_mb: float = 256,
         extra_body: dict[str, Any] | None = None,
+        tokenizer: str | Any | None = None,
     ) -> None:
         if box_convention not in _BOX_CONVENTIONS:
             raise SpecError(f"box convention '{box_convention}' unknown; use one of {', '.join(_BOX_CONVENTIONS)}")
@@ -104,6 +131,8 @@ class OpenAIPolicy:
         self._spec = spec or f"openai:{model}"
         self._box_convention: BoxConvention = box_convention
         self._want_logprobs = logprobs
+        self._want_token_ids = True
+        self._tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
         self._image_format = image_format
         self._images = EncodedImageCache(int(image_cache_mb * 2**20))
         self._extra_body = dict(extra_body or {})
@@ -175,7 +204,7 @@ class OpenAIPolicy:
         }
 
     def _request(self, wire: list[dict[str, Any]], sampling: SamplingParams) -> dict[str, Any]:
-        """The request body, server extensions (``top_k``, ``return_token_ids``, ``extra_body``) merged in."""
+        """The request body, server extensions (``top_k``, vLLM's token-id switches, ``extra_body``) merged in."""
         request: dict[str, Any] = {
             "model": self._model,
             "messages": wire,
@@ -190,7 +219,9 @@ class OpenAIPolicy:
             extra["top_k"] = sampling.top_k
         if self._want_logprobs:
             request["logprobs"] = True
-            extra.setdefault("return_token_ids", True)
+        if self._want_logprobs and self._want_token_ids:
+            extra.setdefault("return_token_ids", True)  # vLLM >= 0.10.2: choice.token_ids
+            extra.setdefault("return_tokens_as_token_ids", True)  # older vLLM: "token_id:N" log-prob tokens
         return {**request, **extra}
 
     def _complete(self, wire: list[dict[str, Any]], sampling: SamplingParams) -> Generation:
@@ -198,13 +229,13 @@ class OpenAIPolicy:
         from openai.types.chat import ChatCompletion
 
         while True:
-            asked_logprobs = self._want_logprobs
+            asked = (self._want_logprobs, self._want_token_ids)
             try:
                 body = orjson.dumps(self._request(wire, sampling))
                 response = self._client.post(_PATH, content=body, cast_to=ChatCompletion, options=_OPTIONS)
-                return _generation_from(response, self._spec)
+                return _generation_from(response, self._spec, self._tokenizer)
             except Exception as exc:  # noqa: BLE001 - sorted into retry, fallback or PolicyError below
-                self._handle(exc, asked_logprobs)
+                self._handle(exc, *asked)
 
     async def _acomplete(
         self, client: openai.AsyncOpenAI, wire: list[dict[str, Any]], sampling: SamplingParams
@@ -213,22 +244,26 @@ class OpenAIPolicy:
         from openai.types.chat import ChatCompletion
 
         while True:
-            asked_logprobs = self._want_logprobs
+            asked = (self._want_logprobs, self._want_token_ids)
             try:
                 body = orjson.dumps(self._request(wire, sampling))
                 response = await client.post(_PATH, content=body, cast_to=ChatCompletion, options=_OPTIONS)
-                return _generation_from(response, self._spec)
+                return _generation_from(response, self._spec, self._tokenizer)
             except Exception as exc:  # noqa: BLE001 - sorted into retry, fallback or PolicyError below
-                self._handle(exc, asked_logprobs)
+                self._handle(exc, *asked)
 
-    def _handle(self, exc: Exception, asked_logprobs: bool) -> None:
-        """Return to ask again without log-probs; otherwise raise the PolicyError ``exc`` amounts to."""
+    def _handle(self, exc: Exception, asked_logprobs: bool, asked_token_ids: bool) -> None:
+        """Return to ask again without log-probs (or token-id switches); otherwise raise the PolicyError ``exc`` is."""
         import openai
 
         if isinstance(exc, PolicyError):
             raise exc
         if isinstance(exc, openai.BadRequestError):
-            if asked_logprobs and "logprob" in str(exc).lower():
+            message = str(exc).lower()
+            if asked_logprobs and asked_token_ids and "return_token" in message:
+                self._want_token_ids = False  # a server that rejects vLLM's extensions: stop sending them
+                return
+            if asked_logprobs and "logprob" in message:
                 self._want_logprobs = False  # this server does not offer log-probs: stop asking
                 return
             raise PolicyError(f"{self._spec}: request rejected: {_short(exc)}") from exc
@@ -271,7 +306,22 @@ class _LoopClient:
             await self.client.close()
 
 
-def _generation_from(response: Any, spec: str) -> Generation:
+def load_tokenizer(ref: str) -> Any:
+    """The tokenizer in a local folder or hub checkpoint (tokenizer files only; no weights are fetched)."""
+    from revseg.hub import resolve_model_dir
+
+    path = resolve_model_dir(
+        ref, what="tokenizer", hint="--tokenizer /path/to/the/served/model", allow_patterns=_TOKENIZER_FILES
+    )
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError...
+        raise ModelLoadError(f"could not load a tokenizer from {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def _generation_from(response: Any, spec: str, tokenizer: Any = None) -> Generation:
     """Extract text, token ids and log-probs from a chat completion, tolerating missing pieces."""
     if isinstance(response, str | bytes):
         # The SDK hands back the raw body when a 200 is not JSON (an HTML error page from a proxy, say).
@@ -288,10 +338,15 @@ def _generation_from(response: Any, spec: str) -> Generation:
     if content:
         values = [float(item.logprob) for item in content]
         logprobs = [v if math.isfinite(v) else -1e9 for v in values]
-    extra = choice.model_extra or {}
-    token_ids = extra.get("token_ids")
-    if not (isinstance(token_ids, list) and all(isinstance(t, int) for t in token_ids)):
-        token_ids = None
+    token_ids, source = _reported_ids(choice, content)
+    approximate = False
+    if token_ids is None and tokenizer is not None:
+        token_ids = answer_token_ids(text, tokenizer, closed=choice.finish_reason != "length")
+        source, approximate = "retokenised", True
+        if logprobs is not None and len(logprobs) != len(token_ids):
+            logprobs = None  # they belong to another tokenisation: no way to pair them with these ids
+    elif token_ids is None:
+        approximate = logprobs is not None  # log-probs of tokens nobody recorded
     usage: dict[str, int] = {}
     if response.usage is not None:
         usage = {"prompt_tokens": response.usage.prompt_tokens, "completion_tokens": response.usage.completion_tokens}
@@ -299,9 +354,27 @@ def _generation_from(response: Any, spec: str) -> Generation:
         text=text,
         token_ids=token_ids,
         logprobs=logprobs,
+        logprobs_approximate=approximate,
+        token_source=source,
         finish_reason=choice.finish_reason,
         usage=usage,
     )
+
+
+def _reported_ids(choice: Any, content: Any) -> tuple[list[int] | None, TokenSource | None]:
+    """The ids the server reported: ``choice.token_ids``, else ``token_id:N`` log-prob tokens, else none."""
+    token_ids = (choice.model_extra or {}).get("token_ids")
+    if isinstance(token_ids, list) and all(isinstance(t, int) for t in token_ids):
+        return token_ids, "generated"
+    if not content:
+        return None, None
+    ids = []
+    for item in content:
+        match = _TOKEN_ID.fullmatch(getattr(item, "token", None) or "")
+        if match is None:
+            return None, None
+        ids.append(int(match.group(1)))
+    return ids, "logprob_tokens"
 
 
 def _short(exc: Exception, limit: int = 300) -> str:

@@ -9,9 +9,11 @@ frames and sizes, and each turn's prompt text.
 
 Turn 1's answer enters turn 2's input as the **generated token ids**, not as a
 re-tokenisation of its text (DESIGN.md 2.3b): the processor renders turn 2 with the text
-history, and the span of that history is swapped for the recorded ids. So every token
-the model produced appears in the sequence exactly once as it was sampled, and the
-recorded behaviour log-probs line up with it one to one.
+history, and the span of that history is swapped for the recorded ids by
+:func:`~revseg.policies.tokens.splice_history`, the very splice the hf policy applies
+when it generates turn 2. So every token the model produced appears in the sequence
+exactly once as it was sampled, in the context it was sampled in, and the recorded
+behaviour log-probs line up with it one to one.
 
 One :class:`RolloutSequence` per forward pass: a rollout that stopped after turn 1 is one
 sequence (turn-1 prompt + answer); a rollout with turn 2 is one sequence per grounding
@@ -21,27 +23,28 @@ tokens count in the first of them only.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from revseg.errors import TrainingError
+from revseg.errors import PolicyError, TrainingError
 from revseg.graphs.conversation import ground_messages, interpret_messages
 from revseg.policies.base import Message
-from revseg.tools.frames import FRAME_READERS, open_video, read_resized
+from revseg.policies.tokens import (
+    answer_token_ids,
+    closed_turn,
+    end_of_turn_id,
+    extend_inputs,
+    splice_history,
+)
+from revseg.tools.frames import FRAME_READERS, ResizedFrameCache, open_video, read_resized
 from revseg.trajectory import Trajectory, TurnRecord
 
 if TYPE_CHECKING:
     import torch
 
-logger = logging.getLogger(__name__)
-
 BuildInputs = Callable[[Sequence[Message]], Any]
 """messages -> the processor's batch (``input_ids``, ``pixel_values``, ...), e.g. ``HFPolicy.build_inputs``."""
-
-END_OF_TURN = "<|im_end|>"
-_PER_TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 
 
 @dataclass
@@ -73,10 +76,18 @@ class RolloutSequence:
 def turn_tokens(turn: TurnRecord, tokenizer: Any, *, need_logprobs: bool) -> tuple[list[int], list[float] | None]:
     """A turn's generated ids and log-probs; without recorded ids, the answer re-tokenised (SFT only).
 
-    Raises TrainingError when ``need_logprobs`` and the record has none (or they do not
-    line up with the ids).
+    Raises TrainingError when ``need_logprobs`` and the record has none, or they do not
+    line up with the ids, or they are approximate (not the sampler's own for these ids,
+    say a server's paired with a re-tokenised answer): whoever produced the record, a
+    policy-gradient ratio over them would not be one.
     """
     ids, logps = turn.token_ids, turn.logprobs
+    if need_logprobs and turn.logprobs_approximate:
+        source = f" (token ids {turn.token_source})" if turn.token_source else ""
+        raise TrainingError(
+            f"a {turn.name} turn has approximate log-probs{source}; GRPO needs the behaviour policy's exact ones: "
+            "collect with an hf: policy or a vLLM server that returns token ids, or train with --algorithm rft"
+        )
     if ids is None:
         if need_logprobs:
             raise TrainingError(
@@ -84,8 +95,7 @@ def turn_tokens(turn: TurnRecord, tokenizer: Any, *, need_logprobs: bool) -> tup
                 "behaviour policy's tokens and log-probs: collect with an hf: policy, or a vLLM server that "
                 "returns token ids, or train with --algorithm rft"
             )
-        text_ids = tokenizer.encode(turn.response or "", add_special_tokens=False)
-        return [*text_ids, _end_id(tokenizer)], None
+        return answer_token_ids(turn.response or "", tokenizer), None
     if need_logprobs and (logps is None or len(logps) != len(ids)):
         got = "no" if logps is None else f"{len(logps)}"
         raise TrainingError(f"a {turn.name} turn has {len(ids)} token ids but {got} log-probs; GRPO needs both")
@@ -93,11 +103,18 @@ def turn_tokens(turn: TurnRecord, tokenizer: Any, *, need_logprobs: bool) -> tup
 
 
 def rollout_sequences(
-    trajectory: Trajectory, build_inputs: BuildInputs, tokenizer: Any, *, need_logprobs: bool = True
+    trajectory: Trajectory,
+    build_inputs: BuildInputs,
+    tokenizer: Any,
+    *,
+    need_logprobs: bool = True,
+    frame_cache: ResizedFrameCache | None = None,
 ) -> list[RolloutSequence]:
     """The forward passes that score every token ``trajectory``'s policy generated (CPU tensors).
 
     Returns ``[]`` for a record without a turn-1 answer (a policy error before any token).
+    ``frame_cache`` shares decoded frames between rollouts (a group's rollouts see the same
+    turn-1 frames); without it each call decodes its own.
     """
     import torch
 
@@ -105,26 +122,29 @@ def rollout_sequences(
         return []
     first = trajectory.turns[0]
     t1_ids, t1_logps = turn_tokens(first, tokenizer, need_logprobs=need_logprobs)
-    frames = _frames(trajectory, first.image_frames, first.image_size)
+    frames = _frames(trajectory, first.image_frames, first.image_size, frame_cache)
     prefix = build_inputs(interpret_messages(frames, first.prompt))
     prefix_len = int(prefix["input_ids"].shape[1])
     grounds = [t for t in trajectory.turns[1:] if t.name == "ground" and t.response is not None]
     if not grounds:
         ids = [*t1_ids]
-        inputs = _extend(prefix, ids)
+        inputs = extend_inputs(prefix, ids)
         positions = torch.arange(prefix_len, prefix_len + len(ids))
         return [_sequence(inputs, positions, t1_logps, ["interpret"] * len(ids))]
 
-    end = _end_id(tokenizer)
-    history = t1_ids if t1_ids and t1_ids[-1] == end else [*t1_ids, end]  # a cut answer still closes its turn
+    end = end_of_turn_id(tokenizer)
+    history = closed_turn(t1_ids, end)  # a cut answer still closes its turn
     out = []
     for number, turn in enumerate(grounds):
         t2_ids, t2_logps = turn_tokens(turn, tokenizer, need_logprobs=need_logprobs)
-        keyframe = _frames(trajectory, turn.image_frames[:1], turn.image_size)[0]
+        keyframe = _frames(trajectory, turn.image_frames[:1], turn.image_size, frame_cache)[0]
         rendered = build_inputs(ground_messages(frames, first.prompt, first.response or "", keyframe, turn.prompt))
-        spliced = _splice_history(rendered, prefix, history, end)
+        try:
+            spliced = splice_history(rendered, prefix["input_ids"], history, end)
+        except PolicyError as exc:
+            raise TrainingError(f"cannot rebuild rollout {trajectory.run_id}: {exc}") from exc
         base = int(spliced["input_ids"].shape[1])
-        inputs = _extend(spliced, t2_ids)
+        inputs = extend_inputs(spliced, t2_ids)
         t2_positions = torch.arange(base, base + len(t2_ids))
         if number == 0:
             t1_positions = torch.arange(prefix_len, prefix_len + len(t1_ids))
@@ -165,58 +185,14 @@ def _sequence(inputs: Any, positions: torch.Tensor, logps: list[float] | None, n
     return RolloutSequence(dict(inputs), positions.to(device), behaviour, names)
 
 
-def _frames(trajectory: Trajectory, indices: Sequence[int], size: tuple[int, int]) -> list[Any]:
+def _frames(
+    trajectory: Trajectory, indices: Sequence[int], size: tuple[int, int], cache: ResizedFrameCache | None
+) -> list[Any]:
     backend = trajectory.video.backend if trajectory.video.backend in FRAME_READERS else "auto"
+    if cache is not None:
+        return cache.read(trajectory.video.path, list(indices), size, backend=backend)
     reader = open_video(trajectory.video.path, backend=backend)
     try:
         return read_resized(reader, list(indices), size)
     finally:
         reader.close()
-
-
-def _end_id(tokenizer: Any) -> int:
-    end = tokenizer.convert_tokens_to_ids(END_OF_TURN)
-    if end is None or end == tokenizer.unk_token_id:
-        end = tokenizer.eos_token_id
-    return int(end)
-
-
-def _extend(batch: Any, ids: list[int]) -> dict[str, Any]:
-    """``batch`` with ``ids`` appended as text tokens (attention 1, token type 0)."""
-    import torch
-
-    out = dict(batch)
-    new = torch.tensor([ids], dtype=batch["input_ids"].dtype, device=batch["input_ids"].device)
-    for key in _PER_TOKEN_KEYS:
-        if key in out:
-            fill = new if key == "input_ids" else torch.full_like(new, 1 if key == "attention_mask" else 0)
-            out[key] = torch.cat([out[key], fill.to(out[key].dtype)], dim=1)
-    return out
-
-
-def _splice_history(rendered: Any, prefix: Any, history: list[int], end: int) -> dict[str, Any]:
-    """Turn 2's rendered input with the re-tokenised turn-1 answer replaced by the generated ids."""
-    import torch
-
-    ids = rendered["input_ids"][0]
-    n = int(prefix["input_ids"].shape[1])
-    if not torch.equal(ids[:n], prefix["input_ids"][0]):
-        raise TrainingError(
-            "turn 2's rendered prompt does not start with turn 1's: the chat template is not prefix-stable, "
-            "so the generated history cannot be spliced in"
-        )
-    closing = (ids[n:] == end).nonzero()
-    if closing.numel() == 0:
-        raise TrainingError("turn 2's rendered prompt has no end-of-turn token after turn 1's answer")
-    stop = n + int(closing[0, 0]) + 1  # just past the history's <|im_end|>
-    retokenised = ids[n:stop].tolist()
-    if retokenised != history:
-        logger.debug("turn-1 history re-tokenises to %d ids, generated %d", len(retokenised), len(history))
-    out = dict(rendered)
-    spliced = torch.tensor([history], dtype=ids.dtype, device=ids.device)
-    for key in _PER_TOKEN_KEYS:
-        if key in out:
-            value = out[key]
-            middle = spliced if key == "input_ids" else torch.full_like(spliced, 1 if key == "attention_mask" else 0)
-            out[key] = torch.cat([value[:, :n], middle.to(value.dtype), value[:, stop:]], dim=1)
-    return out

@@ -7,6 +7,13 @@ tool calls). Responses carry per-token log-probs and vLLM-style ``token_ids`` wh
 request asks for them, so RL code paths run too. Loopback only; the server stops with
 its context manager.
 
+How the server splits an answer into tokens is a function (:data:`Tokenize`): four
+characters a token by default, or a real tokenizer's ids (:func:`tokenizer_tokens`) so that
+client-side re-tokenisation can be checked against it. Servers of other vintages are a
+keyword away: ``token_ids=False`` ignores ``return_token_ids`` (vLLM before 0.10.2), and
+``token_id_strings=True`` honours ``return_tokens_as_token_ids`` by spelling each log-prob
+entry's token ``token_id:N``, as vLLM does.
+
 Faults a real endpoint has are injected by raising :class:`ChatServerFault` from a
 responder: HTTP errors (429 with ``Retry-After``, 500, ...), replies slower than the
 client's timeout, dropped connections, and 200 answers that are not completions
@@ -31,6 +38,8 @@ from typing import Any, Literal
 
 Answer = str | dict[str, Any]
 Responder = Callable[[dict[str, Any]], Answer]
+Tokenize = Callable[[str], list[tuple[int, str]]]
+"""An answer's text -> the (token id, text piece) pairs the server "generated"; the pieces join back to the text."""
 FaultKind = Literal["http", "timeout", "drop", "truncated", "wrong_content_type", "no_choices"]
 
 
@@ -160,28 +169,62 @@ class ChatServerLog:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _completion(request: dict[str, Any], answer: Answer) -> dict[str, Any]:
+def four_char_tokens(text: str) -> list[tuple[int, str]]:
+    """The default :data:`Tokenize`: four characters a token, ids from the characters (no vocabulary behind them)."""
+    pieces = [text[i : i + 4] for i in range(0, len(text), 4)] or [""]
+    return [(1000 + (sum(map(ord, piece)) % 5000), piece) for piece in pieces]
+
+
+def tokenizer_tokens(tokenizer: Any, end_token: str | None = "<|im_end|>") -> Tokenize:
+    """A :data:`Tokenize` that writes answers in ``tokenizer``'s ids, closed by ``end_token`` (as vLLM reports a stop).
+
+    ``tokenizer`` is a transformers tokenizer (``encode``, ``decode``, ``convert_tokens_to_ids``).
+    A budget that cuts the answer cuts the end token first, as a real server's would.
+    """
+    end = None if end_token is None else int(tokenizer.convert_tokens_to_ids(end_token))
+
+    def tokenize(text: str) -> list[tuple[int, str]]:
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        pairs = [(int(i), tokenizer.decode([i])) for i in ids]
+        return pairs if end is None else [*pairs, (end, "")]
+
+    return tokenize
+
+
+def _completion(
+    request: dict[str, Any],
+    answer: Answer,
+    tokenize: Tokenize = four_char_tokens,
+    *,
+    token_ids: bool = True,
+    token_id_strings: bool = False,
+) -> dict[str, Any]:
     message: dict[str, Any] = (
         {"role": "assistant", "content": answer} if isinstance(answer, str) else {"role": "assistant", **answer}
     )
     text = message.get("content") or ""
-    # Four characters a "token"; a max_tokens budget cuts the answer like a real server would.
-    tokens = [text[i : i + 4] for i in range(0, len(text), 4)] or [""]
+    tokens = tokenize(text)
     budget = request.get("max_tokens") or request.get("max_completion_tokens")
     finish = "tool_calls" if message.get("tool_calls") else "stop"
-    if isinstance(budget, int) and len(tokens) > budget:
+    if isinstance(budget, int) and len(tokens) > budget:  # a max_tokens budget cuts the answer like a real server
         tokens, finish = tokens[:budget], "length"
-        message["content"] = "".join(tokens)
+        message["content"] = "".join(piece for _, piece in tokens)
     choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+    as_ids = token_id_strings and bool(request.get("return_tokens_as_token_ids"))
     if request.get("logprobs"):
         choice["logprobs"] = {
             "content": [
-                {"token": t, "logprob": -0.01 * (i % 7), "bytes": None, "top_logprobs": []}
-                for i, t in enumerate(tokens)
+                {
+                    "token": f"token_id:{token}" if as_ids else piece,
+                    "logprob": -0.01 * (i % 7),
+                    "bytes": None,
+                    "top_logprobs": [],
+                }
+                for i, (token, piece) in enumerate(tokens)
             ]
         }
-    if request.get("return_token_ids"):
-        choice["token_ids"] = [1000 + (sum(map(ord, t)) % 5000) for t in tokens]
+    if token_ids and request.get("return_token_ids"):
+        choice["token_ids"] = [token for token, _ in tokens]
     return {
         "id": "chatcmpl-local",
         "object": "chat.completion",
@@ -193,12 +236,25 @@ def _completion(request: dict[str, Any], answer: Answer) -> dict[str, Any]:
 
 
 @contextmanager
-def chat_server(responder: Responder, log: ChatServerLog | None = None, *, latency_s: float = 0.0) -> Iterator[str]:
+def chat_server(
+    responder: Responder,
+    log: ChatServerLog | None = None,
+    *,
+    latency_s: float = 0.0,
+    tokenize: Tokenize = four_char_tokens,
+    token_ids: bool = True,
+    token_id_strings: bool = False,
+) -> Iterator[str]:
     """Serve ``responder`` on 127.0.0.1 at a free port; yields the ``base_url`` (ending in /v1).
 
     Every reply waits ``latency_s`` first (requests are served concurrently, one thread each).
+    ``tokenize`` splits answers into tokens; ``token_ids`` honours ``return_token_ids``;
+    ``token_id_strings`` honours ``return_tokens_as_token_ids`` (log-prob tokens ``token_id:N``).
     """
     record = log if log is not None else ChatServerLog()
+
+    def completion(request: dict[str, Any], answer: Answer) -> dict[str, Any]:
+        return _completion(request, answer, tokenize, token_ids=token_ids, token_id_strings=token_id_strings)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as real servers and the SDK's pool expect
@@ -218,23 +274,23 @@ def chat_server(responder: Responder, log: ChatServerLog | None = None, *, laten
             except ChatServerFault as fault:
                 self._fault(fault, request)
                 return
-            self._send(200, _completion(request, answer))
+            self._send(200, completion(request, answer))
 
         def _fault(self, fault: ChatServerFault, request: dict[str, Any]) -> None:
             if fault.kind == "http":
                 self._send(fault.status, {"error": {"message": fault.message, "code": fault.status}}, fault.headers)
             elif fault.kind == "timeout":
                 time.sleep(fault.delay_s)
-                self._send(200, _completion(request, "too late"))
+                self._send(200, completion(request, "too late"))
             elif fault.kind == "drop":
                 self.close_connection = True
             elif fault.kind == "truncated":
-                body = json.dumps(_completion(request, "cut short")).encode()
+                body = json.dumps(completion(request, "cut short")).encode()
                 self._send_bytes(200, body[: len(body) // 2], "application/json")
             elif fault.kind == "wrong_content_type":
                 self._send_bytes(200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
             elif fault.kind == "no_choices":
-                self._send(200, {**_completion(request, ""), "choices": []})
+                self._send(200, {**completion(request, ""), "choices": []})
 
         def _send(self, code: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
             self._send_bytes(code, json.dumps(body).encode(), "application/json", headers)
@@ -272,8 +328,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="A local chat-completions server answering in the paper's format.")
     parser.add_argument("--latency", type=float, default=0.0, help="Seconds every reply waits.")
     parser.add_argument("--keyframe", type=int, default=5, help="Sampled-frame index turn 1 answers.")
+    parser.add_argument("--no-token-ids", action="store_true", help="Ignore return_token_ids (vLLM before 0.10.2).")
+    parser.add_argument(
+        "--token-id-strings", action="store_true", help="Honour return_tokens_as_token_ids ('token_id:N' tokens)."
+    )
     args = parser.parse_args(argv)
-    with chat_server(paper_responder(keyframe=args.keyframe), latency_s=args.latency) as url:
+    with chat_server(
+        paper_responder(keyframe=args.keyframe),
+        latency_s=args.latency,
+        token_ids=not args.no_token_ids,
+        token_id_strings=args.token_id_strings,
+    ) as url:
         print(url, flush=True)
         with suppress(KeyboardInterrupt):
             threading.Event().wait()

@@ -49,6 +49,7 @@ def test_turn2_sees_turn1_history_and_the_keyframe_at_840(small_clip: Path, tmp_
     assert all(p.image.size == (448, 448) for p in first[0].parts[:16])  # type: ignore[union-attr]
     assert [m.role for m in second] == ["user", "assistant", "user"]
     assert second[1].text == TURN1
+    assert second[1].token_ids == tuple(range(len(TURN1.split())))  # turn 1's generated ids travel with it
     keyframe = second[2].parts[0].image  # type: ignore[union-attr]
     assert keyframe.size == (840, 840)
     assert "detect 'rider in red'" in second[2].text

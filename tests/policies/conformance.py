@@ -6,9 +6,9 @@ yield ready policies::
     test_openai_policy_conforms = conformance_test("openai_policy")
 
 The checks ask only what the protocol promises: generated text, token ids and
-log-probs that agree with each other when present, a multi-turn conversation with
-images in both turns and assistant history, the same through ``agenerate``, a sane
-``seen_size``, and an identity.
+log-probs that agree with each other when present (and say where the ids came from), a
+multi-turn conversation with images in both turns and assistant history carrying turn
+1's ids, the same through ``agenerate``, a sane ``seen_size``, and an identity.
 """
 
 from __future__ import annotations
@@ -51,11 +51,11 @@ def first_turn() -> list[Message]:
     ]
 
 
-def second_turn(history: list[Message], answer: str) -> list[Message]:
-    """The first turn, the model's answer as assistant history, and a follow-up with one image."""
+def second_turn(history: list[Message], answer: str, token_ids: list[int] | None = None) -> list[Message]:
+    """The first turn, the model's answer (with its generated ids) as history, and a follow-up with one image."""
     return [
         *history,
-        Message.assistant(answer),
+        Message.assistant(answer, token_ids),
         Message(
             role="user",
             parts=(ImagePart(small_image(140, 140, (30, 200, 30))), TextPart("Detect the square with a bbox in JSON.")),
@@ -69,14 +69,20 @@ def check_generation(generation: Generation, sampling: SamplingParams) -> None:
     assert isinstance(generation.text, str)
     assert generation.finish_reason in (None, "stop", "length")
     assert all(isinstance(k, str) and isinstance(v, int) and v >= 0 for k, v in generation.usage.items())
+    assert (generation.token_ids is None) == (generation.token_source is None), "ids must say where they came from"
     if generation.token_ids is not None:
         assert all(isinstance(t, int) and t >= 0 for t in generation.token_ids)
-        assert len(generation.token_ids) <= sampling.max_new_tokens
-        if generation.finish_reason == "length":
-            assert len(generation.token_ids) == sampling.max_new_tokens
+        if generation.token_source != "retokenised":  # the sampler's own ids count against the budget
+            assert len(generation.token_ids) <= sampling.max_new_tokens
+            if generation.finish_reason == "length":
+                assert len(generation.token_ids) == sampling.max_new_tokens
+        else:
+            assert generation.logprobs_approximate, "re-tokenised ids are a guess: their log-probs are approximate"
     if generation.logprobs is not None:
-        assert generation.token_ids is not None, "log-probs without the tokens they belong to are useless for RL"
-        assert len(generation.logprobs) == len(generation.token_ids)
+        if generation.token_ids is None:  # log-probs of tokens nobody recorded: RL must not take them as exact
+            assert generation.logprobs_approximate
+        else:
+            assert len(generation.logprobs) == len(generation.token_ids)
         assert all(isinstance(x, float) and math.isfinite(x) and x <= 1e-6 for x in generation.logprobs)
 
 
@@ -105,7 +111,7 @@ def check_policy_conformance(policy: Policy, sampling: SamplingParams = CONFORMA
     history = first_turn()
     first = policy.generate(history, sampling)
     check_generation(first, sampling)
-    second = policy.generate(second_turn(history, first.text), sampling)
+    second = policy.generate(second_turn(history, first.text, first.token_ids), sampling)
     check_generation(second, sampling)
     check_generation(asyncio.run(policy.agenerate(history, sampling)), sampling)
     check_seen_size(policy)

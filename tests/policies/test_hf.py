@@ -124,6 +124,41 @@ def test_greedy_logprobs_match_a_teacher_forced_forward_pass(policy: HFPolicy) -
     assert not generation.logprobs_approximate
 
 
+def split_ids(policy: HFPolicy, text: str) -> list[int]:
+    """``text`` one character a token, closed by ``<|im_end|>``: ids a sampler may emit, unlike the text's tokens."""
+    tokenizer = policy.processor.tokenizer
+    pieces = [tokenizer.encode(ch, add_special_tokens=False) for ch in text]
+    return [*(i for piece in pieces for i in piece), tokenizer.convert_tokens_to_ids("<|im_end|>")]
+
+
+def test_history_with_generated_ids_enters_the_prompt_as_those_ids(policy: HFPolicy) -> None:
+    answer = "<answer>[{'frame_idx': 1, 'object description': 'the red square'}]</answer>"
+    ids = split_ids(policy, answer)
+    as_text = policy.build_inputs(second_turn(first_turn(), answer))
+    as_ids = policy.build_inputs(second_turn(first_turn(), answer, ids))
+    prefix = policy.build_inputs(first_turn())["input_ids"][0].tolist()
+    text_ids, spliced = as_text["input_ids"][0].tolist(), as_ids["input_ids"][0].tolist()
+    retokenised = text_ids[len(prefix) : text_ids.index(ids[-1], len(prefix)) + 1]
+    assert retokenised != ids and len(retokenised) < len(ids)
+    assert spliced == prefix + ids + text_ids[len(prefix) + len(retokenised) :]  # only the answer's span changes
+    for key in ("attention_mask", "mm_token_type_ids"):
+        assert as_ids[key].shape == as_ids["input_ids"].shape
+    assert torch.equal(as_ids["pixel_values"], as_text["pixel_values"])
+    same = policy.build_inputs(second_turn(first_turn(), answer, retokenised))  # the ids the text gives: no change
+    assert torch.equal(same["input_ids"], as_text["input_ids"])
+
+
+def test_turn2_is_generated_after_the_histories_generated_ids(policy: HFPolicy) -> None:
+    answer = "<answer>[{'frame_idx': 0}]</answer>"
+    messages = second_turn(first_turn(), answer, split_ids(policy, answer)[:-1])  # a cut answer: closed for it
+    generation = policy.generate(messages, SamplingParams(max_new_tokens=6))
+    assert generation.token_ids is not None and generation.logprobs is not None
+    assert generation.usage["prompt_tokens"] == policy.build_inputs(messages)["input_ids"].shape[1]
+    expected = chosen(torch.log_softmax(rescore(policy, messages, generation.token_ids), -1), generation.token_ids)
+    assert generation.logprobs == pytest.approx(expected, abs=1e-4)
+    assert generation.token_source == "generated"
+
+
 def test_sampled_logprobs_are_under_the_tempered_nucleus_distribution(hf_qwen25_policy: HFPolicy) -> None:
     from transformers import TopPLogitsWarper
 

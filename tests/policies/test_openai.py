@@ -7,6 +7,7 @@ import base64
 import io
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,15 @@ from revseg.policies import build_policy
 from revseg.policies.base import ImagePart, Message, TextPart
 from revseg.policies.openai import OpenAIPolicy
 from revseg.settings import SamplingParams
-from revseg.testing.chat_server import ChatServerFault, ChatServerLog, chat_server, inject_faults, paper_responder
+from revseg.testing.chat_server import (
+    ChatServerFault,
+    ChatServerLog,
+    chat_server,
+    four_char_tokens,
+    inject_faults,
+    paper_responder,
+    tokenizer_tokens,
+)
 from tests.policies.conformance import conformance_test
 
 
@@ -28,7 +37,28 @@ def openai_policy() -> Iterator[OpenAIPolicy]:
         yield OpenAIPolicy("qwen2.5-vl", base_url=url)
 
 
-test_openai_policy_conforms = conformance_test("openai_policy")
+@pytest.fixture
+def openai_policy_old_vllm() -> Iterator[OpenAIPolicy]:
+    """A server without ``token_ids`` that spells log-prob tokens ``token_id:N`` (vLLM before 0.10.2)."""
+    with chat_server(paper_responder(), token_ids=False, token_id_strings=True) as url:
+        yield OpenAIPolicy("qwen2.5-vl", base_url=url)
+
+
+@pytest.fixture
+def openai_policy_retokenising(tiny_tokenizer: Any, tiny_qwen25_dir: Path) -> Iterator[OpenAIPolicy]:
+    """A server that returns text and log-probs only, and a policy given the served model's tokenizer."""
+    with chat_server(paper_responder(), tokenize=tokenizer_tokens(tiny_tokenizer), token_ids=False) as url:
+        yield OpenAIPolicy("qwen2.5-vl", base_url=url, tokenizer=str(tiny_qwen25_dir))
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer(tiny_qwen25_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_qwen25_dir)
+
+
+test_openai_policy_conforms = conformance_test("openai_policy", "openai_policy_old_vllm", "openai_policy_retokenising")
 
 
 def conversation() -> list[Message]:
@@ -69,11 +99,107 @@ def test_returns_server_token_ids_and_logprobs() -> None:
     assert generation.usage["completion_tokens"] == 2
 
 
+def test_asks_for_token_ids_both_ways_vllm_offers_them() -> None:
+    log = ChatServerLog()
+    with chat_server(lambda request: "ok", log) as url:
+        build_policy("openai:m", base_url=url).generate(conversation(), SamplingParams())
+        OpenAIPolicy("m", base_url=url, logprobs=False).generate(conversation(), SamplingParams())
+    with_logprobs, without = log.requests
+    assert with_logprobs["return_token_ids"] is True and with_logprobs["return_tokens_as_token_ids"] is True
+    assert "return_token_ids" not in without and "return_tokens_as_token_ids" not in without
+
+
+def test_served_token_ids_are_the_generated_ones() -> None:
+    with chat_server(lambda request: "abcdefgh", token_id_strings=True) as url:
+        generation = build_policy("openai:m", base_url=url).generate(conversation(), SamplingParams())
+    assert generation.token_ids == [token for token, _ in four_char_tokens("abcdefgh")]
+    assert generation.token_source == "generated" and not generation.logprobs_approximate
+
+
+def test_older_vllm_ids_are_read_from_token_id_strings_exactly() -> None:
+    with chat_server(lambda request: "abcdefghij", token_ids=False, token_id_strings=True) as url:
+        generation = build_policy("openai:m", base_url=url).generate(conversation(), SamplingParams())
+    assert generation.token_ids == [token for token, _ in four_char_tokens("abcdefghij")]
+    assert generation.logprobs is not None and len(generation.logprobs) == 3
+    assert generation.token_source == "logprob_tokens" and not generation.logprobs_approximate
+
+
+def test_without_ids_or_a_tokenizer_logprobs_are_kept_but_approximate() -> None:
+    with chat_server(lambda request: "abcdefgh", token_ids=False) as url:
+        generation = build_policy("openai:m", base_url=url).generate(conversation(), SamplingParams())
+    assert generation.token_ids is None and generation.token_source is None
+    assert generation.logprobs is not None and len(generation.logprobs) == 2
+    assert generation.logprobs_approximate
+
+
+def test_a_tokenizer_retokenises_the_answer_and_keeps_logprobs_that_line_up(
+    tiny_tokenizer: Any, tiny_qwen25_dir: Path
+) -> None:
+    answer = "<answer>[{'frame_idx': 3, 'object description': 'the rider'}]</answer>"
+    served = tokenizer_tokens(tiny_tokenizer)
+    with chat_server(lambda request: answer, tokenize=served, token_ids=False) as url:
+        policy = build_policy("openai:m", base_url=url, tokenizer=str(tiny_qwen25_dir))  # the CLI's options path
+        generation = policy.generate(conversation(), SamplingParams())
+    end = tiny_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    expected = [*tiny_tokenizer.encode(answer, add_special_tokens=False), end]
+    assert generation.token_ids == expected == [token for token, _ in served(answer)]
+    assert generation.logprobs is not None and len(generation.logprobs) == len(expected)
+    assert generation.token_source == "retokenised" and generation.logprobs_approximate
+
+
+def test_retokenised_ids_drop_logprobs_of_another_tokenisation(tiny_tokenizer: Any) -> None:
+    answer = "<answer>[{'frame_idx': 3, 'object description': 'the rider'}]</answer>"
+    with chat_server(lambda request: answer, token_ids=False) as url:  # four characters a token
+        generation = OpenAIPolicy("m", base_url=url, tokenizer=tiny_tokenizer).generate(
+            conversation(), SamplingParams()
+        )
+    assert generation.token_ids is not None and generation.token_ids[-1] == tiny_tokenizer.convert_tokens_to_ids(
+        "<|im_end|>"
+    )
+    assert len(generation.token_ids) != len(four_char_tokens(answer))
+    assert generation.logprobs is None and generation.logprobs_approximate
+    assert generation.token_source == "retokenised"
+
+
+def test_a_cut_answer_is_retokenised_without_an_end_token(tiny_tokenizer: Any) -> None:
+    answer = "<answer>[{'frame_idx': 3, 'object description': 'the rider'}]</answer>"
+    with chat_server(lambda request: answer, tokenize=tokenizer_tokens(tiny_tokenizer), token_ids=False) as url:
+        policy = OpenAIPolicy("m", base_url=url, tokenizer=tiny_tokenizer)
+        generation = policy.generate(conversation(), SamplingParams(max_new_tokens=5))
+    assert generation.finish_reason == "length"
+    assert generation.token_ids == tiny_tokenizer.encode(generation.text, add_special_tokens=False)
+    assert generation.logprobs is not None and len(generation.logprobs) == len(generation.token_ids)
+
+
+def test_a_missing_tokenizer_is_a_load_error_naming_it(tmp_path: Path) -> None:
+    from revseg.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="tokenizer"):
+        OpenAIPolicy("m", base_url="http://127.0.0.1:9/v1", tokenizer=str(tmp_path / "nowhere"))
+
+
+def test_server_rejecting_the_token_id_switches_is_asked_again_without_them() -> None:
+    log = ChatServerLog()
+
+    def respond(request: dict[str, Any]) -> str:
+        if "return_tokens_as_token_ids" in request:
+            raise ChatServerFault(400, "Unrecognized request argument supplied: return_tokens_as_token_ids")
+        return "fine"
+
+    with chat_server(respond, log) as url:
+        policy = build_policy("openai:m", base_url=url)
+        first = policy.generate(conversation(), SamplingParams())
+        second = policy.generate(conversation(), SamplingParams())
+    assert first.text == second.text == "fine" and first.logprobs is not None  # log-probs still asked for
+    assert ["return_token_ids" in r for r in log.requests] == [True, False, False]
+    assert all(r["logprobs"] for r in log.requests)
+
+
 def test_history_is_sent_as_assistant_text() -> None:
     log = ChatServerLog()
-    messages = [*conversation(), Message.assistant("<answer>x</answer>"), *conversation()]
+    messages = [*conversation(), Message.assistant("<answer>x</answer>", [7, 8, 9]), *conversation()]
     with chat_server(lambda request: "ok", log) as url:
-        build_policy("openai:m", base_url=url).generate(messages, SamplingParams())
+        build_policy("openai:m", base_url=url).generate(messages, SamplingParams())  # ids do not go on the wire
     assert [m["role"] for m in log.requests[0]["messages"]] == ["user", "assistant", "user"]
     assert log.requests[0]["messages"][1]["content"] == "<answer>x</answer>"
 

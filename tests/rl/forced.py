@@ -4,7 +4,8 @@ Wrapping the tiny Qwen2.5-VL, it records what ``HFPolicy.generate`` records (tok
 ending in ``<|im_end|>``, per-token log-probs under the tempered distribution), computed
 by one teacher-forced forward pass over the processor's own input. So a chain run with
 it yields two-turn trajectories whose behaviour log-probs are exact, with answers that
-parse, which a random tiny model would almost never write.
+parse, which a random tiny model would almost never write. Turn 2 is scored in the
+context ``HFPolicy.build_inputs`` gives it: turn 1's generated ids spliced in as history.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def forced_trajectory(
             k = indices[obj.sample_idx]
             keyframe = read_resized(reader, [k], settings.keyframe_size)[0]
             p2 = prompts.render_ground(obj.description)
-            g2 = policy.generate(ground_messages(frames, p1, g1.text, keyframe, p2), sampling)
+            g2 = policy.generate(ground_messages(frames, p1, g1.text, keyframe, p2, g1.token_ids), sampling)
             box = parse_box_answer(g2.text)
             turns.append(
                 TurnRecord(

@@ -79,6 +79,37 @@ def test_collect_train_replay_and_collect_again_with_the_checkpoint(
     assert code == 2 and "--algorithm rft" in out
 
 
+def test_collect_from_a_server_without_token_ids_records_retokenised_turns_that_train_by_rft_only(
+    revos_train: Path, tiny_qwen25_dir: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoTokenizer
+
+    from revseg.testing.chat_server import chat_server, paper_responder, tokenizer_tokens
+
+    served = tokenizer_tokens(AutoTokenizer.from_pretrained(tiny_qwen25_dir))
+    store = tmp_path / "store"
+    common = ["--dataset", "revos", "--split", "train", "--data-root", str(revos_train), *FAST, "-q", "--limit", "2"]
+    with chat_server(paper_responder(keyframe=1, box=(10, 10, 300, 300)), tokenize=served, token_ids=False) as url:
+        policy = ["--policy", "openai:tiny", "--base-url", url, "--max-new-tokens", "200"]
+        code, out = cli("collect", *common, *policy, "--tokenizer", str(tiny_qwen25_dir), "--out", str(store))
+    assert code == 0, out
+    records = list(TrajectoryStore(store))
+    turns = [turn for r in records for turn in r.turns]
+    assert len(records) == 4 and all(len(r.turns) == 2 and r.rewards for r in records)
+    assert all(t.token_source == "retokenised" and t.logprobs_approximate for t in turns)
+    assert all(
+        t.logprobs is not None and t.token_ids is not None and len(t.logprobs) == len(t.token_ids) for t in turns
+    )
+
+    train = ["train", "--trajectories", str(store), "--policy", f"hf:{tiny_qwen25_dir}", "--max-steps", "1"]
+    code, out = cli(*train, "--out", str(tmp_path / "grpo"))
+    assert code == 2 and "recorded with openai:tiny" in out and "--algorithm rft" in out, out
+    code, out = cli(*train, "--out", str(tmp_path / "grpo"), "--assume-on-policy")  # same weights, still not exact
+    assert code == 2 and "approximate log-probs (token ids retokenised)" in out and "--algorithm rft" in out, out
+    code, out = cli(*train, "--out", str(tmp_path / "rft"), "--algorithm", "rft", "--lr", "1e-4")
+    assert code == 0 and "step 1: loss=" in out, out
+
+
 @pytest.mark.slow
 def test_sigkill_loses_at_most_the_group_in_flight_and_resume_completes(
     revos_train: Path, tiny_qwen25_dir: Path, tmp_path: Path

@@ -10,7 +10,7 @@ import torch
 from revseg.errors import TrainingError
 from revseg.policies.hf import HFPolicy
 from revseg.rl.grpo import grpo_loss
-from revseg.rl.sequences import answer_logps, rollout_sequences
+from revseg.rl.sequences import answer_logps, rollout_sequences, turn_tokens
 from revseg.settings import SamplingParams
 from tests.rl.forced import ForcedPolicy, forced_trajectory
 
@@ -20,7 +20,8 @@ T2 = '[{"bbox_2d": [10, 20, 110, 200], "label": "rider"}]'
 
 @pytest.fixture(scope="module")
 def policy(tiny_qwen25_dir: Path) -> HFPolicy:
-    return HFPolicy.from_spec(str(tiny_qwen25_dir))
+    """On the CPU in float32 even where a GPU is visible: these tests compare log-probs to 1e-4 and below."""
+    return HFPolicy.from_spec(str(tiny_qwen25_dir), device="cpu")
 
 
 def test_spliced_two_turn_sequence_reproduces_the_behaviour_logprobs(policy: HFPolicy, small_clip: Path) -> None:
@@ -53,10 +54,57 @@ def test_history_is_the_generated_ids_not_a_retokenisation(policy: HFPolicy, sma
     ids = seq.inputs["input_ids"][0]
     first = int(seq.positions[0])
     assert ids[first : first + len(t1)].tolist() == t1
-    with torch.no_grad():  # turn 1's log-probs depend only on its prompt, so they still match exactly
-        logps = answer_logps(policy.model, seq)[: len(t1)]
+    turn2_prompt = forced.prompts[1]  # what turn 2 was scored after: the policy's own spliced history
+    assert torch.equal(ids[: len(turn2_prompt)], turn2_prompt)
+    with torch.no_grad():
+        logps = answer_logps(policy.model, seq)
     assert seq.behaviour_logps is not None
-    assert torch.allclose(logps, seq.behaviour_logps[: len(t1)], atol=1e-4)
+    assert torch.allclose(logps, seq.behaviour_logps, atol=1e-4)
+
+
+class SplitThenSampled(ForcedPolicy):
+    """Turn 1 forced, one character a token (not how its text re-tokenises); turn 2 sampled by ``HFPolicy``."""
+
+    def generate(self, messages, sampling):  # type: ignore[no-untyped-def]
+        if self.calls == 0:
+            return super().generate(messages, sampling)
+        self.calls += 1
+        return self.inner.generate(messages, sampling)
+
+
+def test_turn2_generated_after_a_split_history_is_scored_in_the_context_it_was_sampled_in(
+    policy: HFPolicy, small_clip: Path, tmp_path: Path
+) -> None:
+    # Through the real graph: interpret records turn 1's ids, ground hands them to the policy as history,
+    # HFPolicy.generate samples turn 2 after them; training then rebuilds the record and re-scores it.
+    import asyncio
+
+    from revseg.graphs import ChainContext, build_graph, trajectory_from_state
+    from revseg.settings import ChainSettings
+
+    settings = ChainSettings(num_frames=4, frame_size=(112, 112), keyframe_size=(224, 224))
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=12, seed=5)
+    context = ChainContext(
+        policy=SplitThenSampled(policy, [T1], split_first=True), settings=settings, sampling=sampling
+    )
+    inputs = {"video_path": str(small_clip), "query": "the rider", "out_dir": str(tmp_path)}
+    state = asyncio.run(build_graph().ainvoke(inputs, context=context))  # type: ignore[arg-type]
+    traj = trajectory_from_state(dict(state), context)
+    first, second = traj.turns
+    assert first.token_ids is not None and second.token_ids is not None and second.logprobs is not None
+    tokenizer = policy.processor.tokenizer
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    retokenised = [*tokenizer.encode(first.response or "", add_special_tokens=False), end]
+    assert len(first.token_ids) > len(retokenised)  # the history really is not what its text re-tokenises to
+    assert second.token_source == "generated" and not second.logprobs_approximate
+    (seq,) = rollout_sequences(traj, policy.build_inputs, tokenizer)
+    with torch.no_grad():
+        logps = answer_logps(policy.model, seq, temperature=1.0)
+    assert seq.behaviour_logps is not None
+    n1 = len(first.token_ids)
+    recorded, rescored = seq.behaviour_logps[n1:], logps[n1:]
+    assert len(recorded) == len(second.token_ids)
+    assert torch.allclose(rescored, recorded, atol=1e-5, rtol=0), (rescored - recorded).abs().max()
 
 
 def test_sampled_turn1_logprobs_from_generate_are_reproduced(policy: HFPolicy, small_clip: Path) -> None:
@@ -120,3 +168,15 @@ def test_records_without_token_ids_train_only_by_sft(policy: HFPolicy, small_cli
     end = policy.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
     tokens = seq.inputs["input_ids"][0, seq.positions].tolist()
     assert seq.behaviour_logps is None and tokens[-1] == end and tokens.count(end) == 2
+
+
+def test_approximate_logprobs_are_refused_for_grpo_but_serve_sft(policy: HFPolicy, small_clip: Path) -> None:
+    traj = forced_trajectory(ForcedPolicy(policy, [T1, T2]), str(small_clip))
+    for turn in traj.turns:  # what an openai: policy records when it re-tokenises a server's text answer
+        turn.logprobs_approximate, turn.token_source = True, "retokenised"
+    tokenizer = policy.processor.tokenizer
+    with pytest.raises(TrainingError, match=r"approximate log-probs \(token ids retokenised\).*--algorithm rft"):
+        turn_tokens(traj.turns[0], tokenizer, need_logprobs=True)
+    assert turn_tokens(traj.turns[0], tokenizer, need_logprobs=False)[0] == traj.turns[0].token_ids
+    (seq,) = rollout_sequences(traj, policy.build_inputs, tokenizer, need_logprobs=False)
+    assert seq.num_tokens == sum(len(t.token_ids or []) for t in traj.turns)

@@ -44,9 +44,10 @@ async def ground(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str,
         turn.target = number
         start = perf_counter()
         try:
-            generation = await ask_policy(
-                ctx.policy, ground_messages(history, first["prompt"], first["response"], keyframe, prompt), ctx.sampling
+            messages = ground_messages(
+                history, first["prompt"], first["response"], keyframe, prompt, first.get("token_ids")
             )
+            generation = await ask_policy(ctx.policy, messages, ctx.sampling)
         except PolicyError as exc:
             turn.duration_s = perf_counter() - start
             turns.append(turn.model_dump(mode="json"))
