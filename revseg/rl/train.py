@@ -34,6 +34,7 @@ from typing import Any
 from revseg.errors import ModelLoadError, TrainingError
 from revseg.rl.grpo import GRPOConfig, LossStats, group_advantages, grpo_loss, sft_loss, token_weights
 from revseg.rl.sequences import answer_logps, rollout_sequences, turn_tokens
+from revseg.tools.frames import ResizedFrameCache
 from revseg.trajectory import Status, Trajectory, TrajectoryStore
 
 logger = logging.getLogger(__name__)
@@ -274,8 +275,11 @@ def _step(
             "use fewer processes or more prompts per step"
         )
     model.train()
+    frames = ResizedFrameCache()  # the step's rollouts share their groups' frames: each decoded once
     for number, rollout in enumerate(local):
-        sequences = rollout_sequences(rollout.trajectory, build_inputs, tokenizer, need_logprobs=grpo)
+        sequences = rollout_sequences(
+            rollout.trajectory, build_inputs, tokenizer, need_logprobs=grpo, frame_cache=frames
+        )
         for index, seq in enumerate(sequences):
             last = number == len(local) - 1 and index == len(sequences) - 1
             # Only the step's last backward synchronises gradients (DDP all-reduce, DeepSpeed's boundary).
@@ -285,6 +289,7 @@ def _step(
                 accelerator.backward(loss * world)
             stats.add(part)
     accelerator.gradient_state._set_sync_gradients(True)
+    frames.close()
     grad_norm = None
     if config.max_grad_norm is not None:
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)

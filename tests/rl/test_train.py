@@ -14,7 +14,7 @@ from revseg.errors import TrainingError
 from revseg.policies.base import Message, TextPart
 from revseg.policies.hf import HFPolicy
 from revseg.rl.grpo import GRPOConfig
-from revseg.rl.train import best_rollouts, check_behaviour, load_groups, train
+from revseg.rl.train import TRAIN_STATE_FILE, best_rollouts, check_behaviour, load_groups, train
 from revseg.settings import SamplingParams
 from revseg.trajectory import PolicyInfo, TrajectoryStore
 from tests.rl.factories import make_trajectory
@@ -94,6 +94,10 @@ def test_group_loading_and_selection() -> None:
         load_groups([make_trajectory(t1="x")])
     assert check_behaviour(groups, "hf:/models/tiny", Path("/models/tiny")) == []
     assert check_behaviour(groups, "hf:/other", Path("/other")) == ["recorded with hf:/models/tiny, not hf:/other"]
+    a.turns[0].logprobs_approximate = True  # say, a server's log-probs paired with a re-tokenised answer
+    assert check_behaviour(groups, "hf:/models/tiny", Path("/models/tiny")) == [
+        "hf:/models/tiny: approximate (re-scored) log-probs"
+    ]
 
 
 @pytest.mark.slow
@@ -108,7 +112,9 @@ def test_two_accelerate_processes_give_the_same_update_as_one(
     config = GRPOConfig(optimizer="sgd", learning_rate=1.0, max_grad_norm=None, prompts_per_step=2, max_steps=1)
     single = train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "one", config)
     assert single.history[0]["processes"] == 1.0
-    launch = [
+    # DDP over gloo. accelerate turns FSDP and DeepSpeed configs into plain DDP on CPU, so the
+    # shipped configs/accelerate/{fsdp,deepspeed_zero2}.yaml only run where there are GPUs.
+    command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
         "-m", "revseg.cli", "train", "--trajectories", str(scored_store), "--policy", f"hf:{tiny_qwen25_dir}",
@@ -116,8 +122,10 @@ def test_two_accelerate_processes_give_the_same_update_as_one(
         "--prompts-per-step", "2", "--max-steps", "1",
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(launch, capture_output=True, text=True, env=env, timeout=300, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads((tmp_path / "two" / TRAIN_STATE_FILE).read_text())
+    assert (state["distributed"], state["processes"]) == ("MULTI_CPU", 2)
     log = [json.loads(line) for line in (tmp_path / "two" / "train_log.jsonl").read_text().splitlines()]
     assert log[0]["processes"] == 2.0 and log[0]["rollouts"] == single.history[0]["rollouts"]
     assert log[0]["loss"] == pytest.approx(single.history[0]["loss"], rel=1e-5, abs=1e-9)
