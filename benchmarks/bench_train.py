@@ -224,6 +224,7 @@ def overhead(store: Path, model_dir: Path, mode: str, reps: int, prompts: int) -
     from revseg.rl import train as trainmod
     from revseg.rl.grpo import GRPOConfig, group_advantages, grpo_loss, token_weights
     from revseg.rl.sequences import answer_logps, rollout_sequences
+    from revseg.tools.frames import ResizedFrameCache
 
     config = GRPOConfig(use_lora=mode == "lora")
     accelerator = Accelerator(cpu=True)
@@ -247,7 +248,7 @@ def overhead(store: Path, model_dir: Path, mode: str, reps: int, prompts: int) -
     rebuild: dict[str, list[float]] = {"all": [], "processor": [], "decode": [], "shared": []}
     try:
         for _ in range(max(reps // 2, 2)):
-            shared, sums = memoised(frames_fn), dict.fromkeys(rebuild, 0.0)
+            shared, sums = ResizedFrameCache(), dict.fromkeys(rebuild, 0.0)  # one per step, as train() has
             timed_build.seconds = timed_frames.seconds = 0.0
             pairs, again = [], []
             for r in rollouts:
@@ -255,9 +256,9 @@ def overhead(store: Path, model_dir: Path, mode: str, reps: int, prompts: int) -
                 start = time.perf_counter()
                 pairs += [(r, s) for s in rollout_sequences(r.trajectory, timed_build, tokenizer)]
                 sums["all"] += time.perf_counter() - start
-                seqmod._frames = shared
+                seqmod._frames = frames_fn
                 start = time.perf_counter()
-                again += rollout_sequences(r.trajectory, build_inputs, tokenizer)
+                again += rollout_sequences(r.trajectory, build_inputs, tokenizer, frame_cache=shared)
                 sums["shared"] += time.perf_counter() - start
             sums["processor"], sums["decode"] = timed_build.seconds, timed_frames.seconds
             for key, total in sums.items():
@@ -337,19 +338,6 @@ def overhead(store: Path, model_dir: Path, mode: str, reps: int, prompts: int) -
         "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "params": sum(p.numel() for p in model.parameters()),
     }
-
-
-def memoised(frames_fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``sequences._frames`` with decoded frames kept per (video, indices, size), fresh for each call of this."""
-    kept: dict[tuple[str, tuple[int, ...], tuple[int, ...]], Any] = {}
-
-    def frames(trajectory: Any, indices: Sequence[int], size: tuple[int, int]) -> Any:
-        key = (str(trajectory.video.path), tuple(indices), tuple(size))
-        if key not in kept:
-            kept[key] = frames_fn(trajectory, indices, size)
-        return kept[key]
-
-    return frames
 
 
 def interleaved(
@@ -548,8 +536,8 @@ def tables(results: list[dict[str, Any]], args: argparse.Namespace) -> tuple[str
         "reference's log-softmax and the logged stats; the reference forward is reported on its own row and is "
         "not part of the 10% target. Rebuilding: per rollout, mean over the step's rollouts, median / min over "
         "repetitions, wall time; the processor and the frame reading are timed inside it by wrapping them; "
-        "sharing frames is what a frame cache across a step's rollouts in `revseg.rl.sequences` would give (a "
-        "group's rollouts all read turn 1's frames). " + load
+        "the shared row passes one frame cache for the step's rollouts, as `train` does (a group's rollouts all "
+        "read turn 1's frames); the plain row decodes per rollout. " + load
     )
     return "\n".join(step), "\n".join(loss), step_notes, loss_notes
 
