@@ -47,6 +47,7 @@ def _turn(number: int, turn: TurnRecord, max_chars: int) -> list[str]:
     lines += ["answer:", _cut(turn.response if turn.response is not None else "(none)", max_chars)]
     if turn.token_ids is not None:
         tokens = f"tokens: {len(turn.token_ids)}"
+        tokens += f" ({turn.token_source})" if turn.token_source else ""
         if turn.logprobs:
             total = sum(turn.logprobs)
             tokens += f", log-prob sum {total:.3f} (mean {total / len(turn.logprobs):.3f}, "

@@ -58,7 +58,7 @@ def test_collect_train_replay_and_collect_again_with_the_checkpoint(
     assert code == 0 and len(out.splitlines()) == 7
     code, out = cli("replay", str(store), "--id", records[0].run_id[:10])
     assert code == 0, out
-    for text in ("--- turn 1: interpret", "prompt:", "answer:", "tokens:", "rewards: total="):
+    for text in ("--- turn 1: interpret", "prompt:", "answer:", "tokens:", "(generated)", "rewards: total="):
         assert text in out
 
     ckpt = tmp_path / "ckpt"
