@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
+import orjson
+
 Answer = str | dict[str, Any]
 Responder = Callable[[dict[str, Any]], Answer]
 Tokenize = Callable[[str], list[tuple[int, str]]]
@@ -261,7 +263,7 @@ def chat_server(
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
-            request = json.loads(self.rfile.read(length) or b"{}")
+            request = orjson.loads(self.rfile.read(length) or b"{}")  # bodies of many images: 4x json's speed
             with record.lock:
                 record.requests.append(request)
             if not self.path.rstrip("/").endswith("/chat/completions"):
