@@ -180,8 +180,12 @@ def _processor(family: Family, tokenizer: Any) -> Any:
     )
 
 
-def _config(family: Family, tokenizer: Any) -> Any:
-    """A few-layer config whose vocabulary and vision-token ids match ``tokenizer``."""
+def _config(family: Family, tokenizer: Any, hidden_size: int = 64, num_layers: int = 2) -> Any:
+    """A few-layer config whose vocabulary and vision-token ids match ``tokenizer``.
+
+    Attention heads stay 16 wide whatever ``hidden_size`` (the M-RoPE sections below
+    assume it); the vision tower is half as wide as the language model and as deep.
+    """
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _SPECIAL_TOKENS}
     token_ids = {
         "image_token_id": ids["<|image_pad|>"],
@@ -191,11 +195,11 @@ def _config(family: Family, tokenizer: Any) -> Any:
     }
     text: dict[str, Any] = {
         "vocab_size": len(tokenizer),
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": hidden_size // 16,
+        "num_key_value_heads": hidden_size // 32,
         "max_position_embeddings": 32768,
         "bos_token_id": ids["<|endoftext|>"],
         "eos_token_id": ids["<|im_end|>"],
@@ -203,18 +207,23 @@ def _config(family: Family, tokenizer: Any) -> Any:
         "initializer_range": 0.1,  # wider than the real 0.02 so the random model's next-token choices differ
     }
     vision: dict[str, Any] = {
-        "depth": 2,
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_heads": 2,
-        "out_hidden_size": 64,
+        "depth": num_layers,
+        "hidden_size": hidden_size // 2,
+        "intermediate_size": hidden_size,
+        "num_heads": hidden_size // 32,
+        "out_hidden_size": hidden_size,
     }
     if family == "qwen2.5-vl":
         from transformers import Qwen2_5_VLConfig
 
         # head_dim 16: the three M-RoPE sections (t, h, w) must sum to head_dim / 2.
         text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]}
-        vision |= {"patch_size": 14, "window_size": 112, "fullatt_block_indexes": [1], "spatial_merge_size": 2}
+        vision |= {
+            "patch_size": 14,
+            "window_size": 112,
+            "fullatt_block_indexes": [num_layers - 1],
+            "spatial_merge_size": 2,
+        }
         return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **token_ids)
     from transformers import Qwen3VLConfig
 
@@ -225,21 +234,34 @@ def _config(family: Family, tokenizer: Any) -> Any:
         "mrope_section": [4, 2, 2],
         "mrope_interleaved": True,
     }
-    vision |= {"patch_size": 16, "num_position_embeddings": 256, "deepstack_visual_indexes": [1]}
+    vision |= {"patch_size": 16, "num_position_embeddings": 256, "deepstack_visual_indexes": [num_layers - 1]}
     return Qwen3VLConfig(text_config=text, vision_config=vision, **token_ids)
 
 
-def build_tiny_qwen_vl(out_dir: str | Path, family: Family = "qwen2.5-vl", *, seed: int = 0) -> Path:
+def build_tiny_qwen_vl(
+    out_dir: str | Path,
+    family: Family = "qwen2.5-vl",
+    *,
+    seed: int = 0,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+) -> Path:
     """Build a tiny random Qwen-VL checkpoint in ``out_dir`` and return that folder.
 
     Fully offline and deterministic for a given ``seed`` (same weights, same tokenizer).
     The folder holds what a hub snapshot holds (config, safetensors weights, generation
     config, tokenizer, processor configs, chat template), so it loads through the same
     code a user's model does. ``family`` is ``"qwen2.5-vl"`` (absolute-pixel boxes) or
-    ``"qwen3-vl"`` (0-1000 boxes).
+    ``"qwen3-vl"`` (0-1000 boxes). ``hidden_size`` (a multiple of 32) and ``num_layers``
+    size the language model and the vision tower, for experiments that need a model
+    that can learn a little; the defaults are the smallest that run the real code paths.
     """
     if family not in ("qwen2.5-vl", "qwen3-vl"):
         raise ValueError(f"unknown tiny model family {family!r}; use 'qwen2.5-vl' or 'qwen3-vl'")
+    if hidden_size < 64 or hidden_size % 32 or num_layers < 1:
+        raise ValueError(
+            f"hidden_size must be a multiple of 32 from 64 up and num_layers >= 1, got {hidden_size}, {num_layers}"
+        )
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration, Qwen3VLForConditionalGeneration
 
@@ -247,7 +269,7 @@ def build_tiny_qwen_vl(out_dir: str | Path, family: Family = "qwen2.5-vl", *, se
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer(family)
     processor = _processor(family, tokenizer)
-    config = _config(family, tokenizer)
+    config = _config(family, tokenizer, hidden_size, num_layers)
     model_cls: Any = Qwen2_5_VLForConditionalGeneration if family == "qwen2.5-vl" else Qwen3VLForConditionalGeneration
     # Seed the weights without disturbing the caller's global RNG stream.
     with torch.random.fork_rng(devices=[]):
