@@ -32,6 +32,7 @@ the GT is empty on every sampled frame and 0 otherwise (under ``temporal="none"`
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -46,7 +47,7 @@ TemporalMode = Literal["soft", "binary", "none"]
 TEMPORAL_MODES: tuple[TemporalMode, ...] = ("soft", "binary", "none")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RewardConfig:
     """How a trajectory is scored. Every default is the paper's (DESIGN.md 1.4) unless said otherwise."""
 
@@ -68,6 +69,10 @@ class RewardConfig:
     )
 
     def __post_init__(self) -> None:
+        for name in ("format_weight", "temporal_weight", "spatial_weight", "iou_threshold", "format_per_turn"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"RewardConfig.{name} must be a finite number, got {value!r}")
         if self.temporal not in TEMPORAL_MODES:
             raise ValueError(f"unknown temporal reward {self.temporal!r}; use one of {', '.join(TEMPORAL_MODES)}")
         if not 0.0 <= self.iou_threshold < 1.0:

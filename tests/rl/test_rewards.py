@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -67,6 +69,15 @@ def test_spatial_reward_needs_iou_strictly_above_threshold() -> None:
 def test_config_rejects_unknown_variant() -> None:
     with pytest.raises(ValueError, match="unknown temporal reward"):
         RewardConfig(temporal="hard")  # type: ignore[arg-type]
+
+
+def test_config_is_keyword_only_and_rejects_weights_that_are_not_numbers() -> None:
+    with pytest.raises(TypeError):
+        RewardConfig("binary")  # type: ignore[misc]  # the slip that once set format_weight="binary"
+    with pytest.raises(ValueError, match="spatial_weight must be a finite number"):
+        RewardConfig(spatial_weight="2")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="format_weight must be a finite number"):
+        RewardConfig(format_weight=math.nan)
 
 
 # --------------------------------------------------------------------------- whole trajectories
