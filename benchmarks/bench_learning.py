@@ -141,24 +141,16 @@ def items(plan: Plan, clips: list[Any]) -> list[Any]:
     ]
 
 
-VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
-
-
 def load_policy(checkpoint: Path) -> Any:
-    """``hf:checkpoint`` on the CPU, forbidden to sample vision placeholder tokens.
+    """``hf:checkpoint`` on the CPU.
 
-    Workaround: a barely trained model sometimes samples ``<|image_pad|>`` inside an answer,
-    and the trainer then fails on the whole batch (Qwen2.5-VL counts that token as an image
-    slot: "Image features and image tokens do not match"). Suppressing these five tokens
-    at sampling time keeps every answer trainable; the recorded behaviour log-probs are
-    the suppressed distribution's, off from the trainer's by log(1 - suppressed mass).
+    The hf backend never samples the vision placeholder tokens (a barely trained model
+    would, and its answers could not be rebuilt for training) and the trainer scores
+    answers without them, so the behaviour log-probs are exact.
     """
     from revseg.policies.hf import HFPolicy
 
-    policy = HFPolicy.from_spec(str(checkpoint), device="cpu")
-    ids = policy.processor.tokenizer.convert_tokens_to_ids(list(VISION_TOKENS))
-    policy.model.generation_config.suppress_tokens = [int(i) for i in ids]
-    return policy
+    return HFPolicy.from_spec(str(checkpoint), device="cpu")
 
 
 def sampling(plan: Plan) -> Any:

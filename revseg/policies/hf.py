@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from revseg.errors import ModelLoadError, PolicyError, SpecError
 from revseg.hub import resolve_model_dir
 from revseg.policies.base import Generation, ImagePart, Message, TextPart
-from revseg.policies.tokens import closed_turn, end_of_turn_id, splice_history
+from revseg.policies.tokens import closed_turn, end_of_turn_id, placeholder_token_ids, splice_history
 from revseg.settings import SamplingParams
 from revseg.trajectory import BoxConvention, PolicyInfo
 
@@ -145,6 +145,7 @@ class HFPolicy:
         from transformers import GenerationConfig
 
         model.generation_config = GenerationConfig(eos_token_id=eos_ids, pad_token_id=self._pad_id)
+        self._suppressed = placeholder_token_ids(tokenizer)
 
     @classmethod
     def from_spec(
@@ -269,7 +270,7 @@ class HFPolicy:
             raise PolicyError("the conversation must end with a user message for the hf policy to answer")
         inputs = self.build_inputs(messages)
         prompt_len = int(inputs["input_ids"].shape[1])
-        kwargs = _generate_kwargs(sampling)
+        kwargs = _generate_kwargs(sampling, self._suppressed)
         started = time.perf_counter()
         try:
             # One call at a time: the model keeps per-call state (Qwen's rope deltas) and seeding forks a global RNG.
@@ -344,8 +345,12 @@ def _size_field(size: Any, key: str) -> int | None:
     return int(value) if value else None
 
 
-def _generate_kwargs(sampling: SamplingParams) -> dict[str, Any]:
-    """Map SamplingParams onto ``generate`` kwargs, spelling out every knob so no default sneaks in."""
+def _generate_kwargs(sampling: SamplingParams, suppressed: Sequence[int] = ()) -> dict[str, Any]:
+    """Map SamplingParams onto ``generate`` kwargs, spelling out every knob so no default sneaks in.
+
+    ``suppressed`` ids (the vision placeholders) are never sampled; the recorded scores are
+    the processed ones, so the log-probs are those of the distribution actually sampled.
+    """
     kwargs: dict[str, Any] = {
         "max_new_tokens": sampling.max_new_tokens,
         "num_beams": 1,
@@ -353,6 +358,8 @@ def _generate_kwargs(sampling: SamplingParams) -> dict[str, Any]:
         "output_scores": True,
         "return_dict_in_generate": True,
     }
+    if suppressed:
+        kwargs["suppress_tokens"] = list(suppressed)
     if sampling.greedy:
         return kwargs | {"do_sample": False}  # no warper runs, so temperature/top-k/top-p cannot matter
     return kwargs | {

@@ -21,6 +21,12 @@ from revseg.errors import PolicyError
 END_OF_TURN = "<|im_end|>"
 """The token Qwen-style chat templates write after every message, and the model's stop token for a turn."""
 
+PLACEHOLDER_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
+"""Qwen-VL's image and video markers: the processor expands them into vision features. A model
+that generates one (a barely trained model can) writes a prompt whose image tokens no longer
+match its images, so the next turn and training fail; the hf backend never samples them and
+training scores answers under the same restriction."""
+
 PER_TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 """Batch entries with one value per token: the ones a splice or an extension must keep aligned."""
 
@@ -31,6 +37,16 @@ def end_of_turn_id(tokenizer: Any) -> int:
     if end is None or end == tokenizer.unk_token_id:
         end = tokenizer.eos_token_id
     return int(end)
+
+
+def placeholder_token_ids(tokenizer: Any) -> list[int]:
+    """Ids of the :data:`PLACEHOLDER_TOKENS` this tokenizer has (sorted; empty for a text-only tokenizer)."""
+    ids = set()
+    for token in PLACEHOLDER_TOKENS:
+        found = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(found, int) and found != tokenizer.unk_token_id:
+            ids.add(found)
+    return sorted(ids)
 
 
 def closed_turn(ids: Sequence[int], end: int) -> list[int]:

@@ -35,6 +35,7 @@ from revseg.policies.tokens import (
     closed_turn,
     end_of_turn_id,
     extend_inputs,
+    placeholder_token_ids,
     splice_history,
 )
 from revseg.tools.frames import FRAME_READERS, ResizedFrameCache, open_video, read_resized
@@ -53,13 +54,16 @@ class RolloutSequence:
 
     ``positions`` index ``inputs["input_ids"][0]``; ``behaviour_logps`` are the recorded
     log-probs of those tokens (None for text-only records, usable for SFT only);
-    ``turns`` names the turn each position belongs to (``interpret`` or ``ground``).
+    ``turns`` names the turn each position belongs to (``interpret`` or ``ground``);
+    ``suppressed`` are token ids the policy never samples (the vision placeholders), left
+    out of the distribution the answer is scored under, as they were when it was sampled.
     """
 
     inputs: dict[str, Any]
     positions: torch.Tensor
     behaviour_logps: torch.Tensor | None
     turns: list[str]
+    suppressed: tuple[int, ...] = ()
 
     @property
     def num_tokens(self) -> int:
@@ -70,7 +74,7 @@ class RolloutSequence:
         """A copy with every tensor on ``device``."""
         inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in self.inputs.items()}
         logps = None if self.behaviour_logps is None else self.behaviour_logps.to(device)
-        return RolloutSequence(inputs, self.positions.to(device), logps, self.turns)
+        return RolloutSequence(inputs, self.positions.to(device), logps, self.turns, self.suppressed)
 
 
 def turn_tokens(turn: TurnRecord, tokenizer: Any, *, need_logprobs: bool) -> tuple[list[int], list[float] | None]:
@@ -114,12 +118,19 @@ def rollout_sequences(
 
     Returns ``[]`` for a record without a turn-1 answer (a policy error before any token).
     ``frame_cache`` shares decoded frames between rollouts (a group's rollouts see the same
-    turn-1 frames); without it each call decodes its own.
+    turn-1 frames); without it each call decodes its own. Raises TrainingError for an
+    answer holding a vision placeholder token (see :func:`has_placeholder_tokens`).
     """
     import torch
 
     if not trajectory.turns or trajectory.turns[0].name != "interpret" or trajectory.turns[0].response is None:
         return []
+    suppressed = placeholder_token_ids(tokenizer)
+    if has_placeholder_tokens(trajectory, suppressed):
+        raise TrainingError(
+            f"trajectory {trajectory.run_id} has a vision placeholder token in an answer: its inputs cannot be "
+            "rebuilt (the image tokens would not match the images); train() leaves such rollouts out"
+        )
     first = trajectory.turns[0]
     t1_ids, t1_logps = turn_tokens(first, tokenizer, need_logprobs=need_logprobs)
     frames = _frames(trajectory, first.image_frames, first.image_size, frame_cache)
@@ -130,7 +141,7 @@ def rollout_sequences(
         ids = [*t1_ids]
         inputs = extend_inputs(prefix, ids)
         positions = torch.arange(prefix_len, prefix_len + len(ids))
-        return [_sequence(inputs, positions, t1_logps, ["interpret"] * len(ids))]
+        return [_sequence(inputs, positions, t1_logps, ["interpret"] * len(ids), suppressed)]
 
     end = end_of_turn_id(tokenizer)
     history = closed_turn(t1_ids, end)  # a cut answer still closes its turn
@@ -153,8 +164,14 @@ def rollout_sequences(
             names = ["interpret"] * len(t1_ids) + ["ground"] * len(t2_ids)
         else:
             positions, logps, names = t2_positions, t2_logps, ["ground"] * len(t2_ids)
-        out.append(_sequence(inputs, positions, logps, names))
+        out.append(_sequence(inputs, positions, logps, names, suppressed))
     return out
+
+
+def has_placeholder_tokens(trajectory: Trajectory, placeholder_ids: Sequence[int]) -> bool:
+    """Whether an answer of ``trajectory`` holds one of ``placeholder_ids`` (a policy that did not suppress them)."""
+    never = set(placeholder_ids)
+    return any(never.intersection(turn.token_ids or ()) for turn in trajectory.turns)
 
 
 def answer_logps(model: Any, sequence: RolloutSequence, *, temperature: float = 1.0) -> torch.Tensor:
@@ -173,16 +190,21 @@ def answer_logps(model: Any, sequence: RolloutSequence, *, temperature: float = 
     logits = out.logits[0, rows].float()
     if temperature != 1.0:
         logits = logits / temperature
+    if sequence.suppressed:
+        never = torch.tensor(sequence.suppressed, device=logits.device)
+        logits = logits.index_fill(-1, never, float("-inf"))
     tokens = input_ids[0, sequence.positions]
     return torch.log_softmax(logits, dim=-1).gather(-1, tokens[:, None]).squeeze(-1)
 
 
-def _sequence(inputs: Any, positions: torch.Tensor, logps: list[float] | None, names: list[str]) -> RolloutSequence:
+def _sequence(
+    inputs: Any, positions: torch.Tensor, logps: list[float] | None, names: list[str], suppressed: Sequence[int]
+) -> RolloutSequence:
     import torch
 
     device = inputs["input_ids"].device
     behaviour = None if logps is None else torch.tensor(logps, dtype=torch.float32, device=device)
-    return RolloutSequence(dict(inputs), positions.to(device), behaviour, names)
+    return RolloutSequence(dict(inputs), positions.to(device), behaviour, names, tuple(suppressed))
 
 
 def _frames(

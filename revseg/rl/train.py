@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from revseg.errors import ModelLoadError, TrainingError
+from revseg.policies.tokens import placeholder_token_ids
 from revseg.rl.grpo import GRPOConfig, LossStats, group_advantages, grpo_loss, sft_loss, token_weights
-from revseg.rl.sequences import answer_logps, rollout_sequences, turn_tokens
+from revseg.rl.sequences import answer_logps, has_placeholder_tokens, rollout_sequences, turn_tokens
 from revseg.tools.frames import ResizedFrameCache
 from revseg.trajectory import Status, Trajectory, TrajectoryStore
 
@@ -174,6 +175,15 @@ def train(
     logger.info(
         "training under accelerate: %s, %d process(es)", accelerator.distributed_type.value, accelerator.num_processes
     )
+
+    placeholders = placeholder_token_ids(tokenizer)
+    kept = [[t for t in group if not has_placeholder_tokens(t, placeholders)] for group in groups]
+    dropped = sum(len(g) for g in groups) - sum(len(g) for g in kept)
+    if dropped:
+        logger.warning("left out %d rollout(s) whose answers hold a vision placeholder token", dropped)
+    groups = [g for g in kept if g]
+    if not groups:
+        raise TrainingError("every rollout holds a vision placeholder token in an answer; nothing to train on")
 
     out = Path(out_dir)
     writer = _tensorboard(config.logging_dir or str(out / "runs")) if accelerator.is_main_process else None

@@ -260,6 +260,7 @@ def chat_server(
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as real servers and the SDK's pool expect
+        disable_nagle_algorithm = True  # headers and body go out in two writes: without it, 40 ms delayed-ACK stalls
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))

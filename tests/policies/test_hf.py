@@ -20,6 +20,7 @@ from revseg.errors import ModelLoadError, PolicyError, SpecError
 from revseg.policies import build_policy
 from revseg.policies.base import ImagePart, Message, TextPart
 from revseg.policies.hf import BOX_CONVENTIONS, HFPolicy, pick_attn_implementation, pick_dtype
+from revseg.policies.tokens import placeholder_token_ids
 from revseg.settings import SamplingParams
 from tests.policies.conformance import conformance_test, first_turn, second_turn, small_image
 
@@ -43,7 +44,10 @@ test_hf_policy_conforms = conformance_test("hf_qwen25_policy", "hf_qwen3_policy"
 
 
 def rescore(policy: HFPolicy, messages: list[Message], token_ids: list[int]) -> torch.Tensor:
-    """Teacher-forced logits for ``token_ids`` after the prompt: one forward pass, no cache."""
+    """Teacher-forced logits for ``token_ids`` after the prompt: one forward pass, no cache.
+
+    The vision placeholders get -inf, as in generation (the policy never samples them).
+    """
     inputs = policy.build_inputs(messages)
     new = torch.tensor([token_ids], device=policy.device)
     ids = torch.cat([inputs["input_ids"], new], dim=1)
@@ -56,6 +60,7 @@ def rescore(policy: HFPolicy, messages: list[Message], token_ids: list[int]) -> 
             image_grid_thw=inputs["image_grid_thw"],
             mm_token_type_ids=mm,
         ).logits
+        logits[..., placeholder_token_ids(policy.processor.tokenizer)] = float("-inf")
     prompt_len = inputs["input_ids"].shape[1]
     return logits[0, prompt_len - 1 : -1].float()
 

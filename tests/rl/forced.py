@@ -1,7 +1,8 @@
 """A policy that answers with given texts but scores them under a real model, like a sampler would.
 
 Wrapping the tiny Qwen2.5-VL, it records what ``HFPolicy.generate`` records (token ids
-ending in ``<|im_end|>``, per-token log-probs under the tempered distribution), computed
+ending in ``<|im_end|>``, per-token log-probs under the tempered distribution without the
+vision placeholders, which the hf backend never samples), computed
 by one teacher-forced forward pass over the processor's own input. So a chain run with
 it yields two-turn trajectories whose behaviour log-probs are exact, with answers that
 parse, which a random tiny model would almost never write. Turn 2 is scored in the
@@ -17,6 +18,7 @@ import torch
 
 from revseg.policies.base import Generation, Message
 from revseg.policies.hf import HFPolicy
+from revseg.policies.tokens import placeholder_token_ids
 from revseg.settings import ChainSettings, SamplingParams
 from revseg.trajectory import PolicyInfo, Status, Target, Trajectory, TurnRecord
 
@@ -63,6 +65,7 @@ class ForcedPolicy:
         }
         with torch.inference_mode():
             logits = self.inner.model(**full, use_cache=False).logits[0].float()
+            logits[:, placeholder_token_ids(tokenizer)] = float("-inf")  # never sampled, as HFPolicy.generate does
         n = inputs["input_ids"].shape[1]
         temperature = sampling.temperature if sampling.temperature > 0 else 1.0
         logps = torch.log_softmax(logits[n - 1 : -1] / temperature, -1).gather(-1, new[0][:, None]).squeeze(-1)

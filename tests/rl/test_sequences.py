@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from revseg.errors import TrainingError
 from revseg.policies.hf import HFPolicy
@@ -180,3 +181,34 @@ def test_approximate_logprobs_are_refused_for_grpo_but_serve_sft(policy: HFPolic
     assert turn_tokens(traj.turns[0], tokenizer, need_logprobs=False)[0] == traj.turns[0].token_ids
     (seq,) = rollout_sequences(traj, policy.build_inputs, tokenizer, need_logprobs=False)
     assert seq.num_tokens == sum(len(t.token_ids or []) for t in traj.turns)
+
+
+def test_vision_placeholders_are_never_sampled_and_left_out_when_scoring(policy: HFPolicy, small_clip: Path) -> None:
+    from revseg.policies.base import ImagePart, Message, TextPart
+    from revseg.policies.tokens import placeholder_token_ids
+
+    tokenizer = policy.processor.tokenizer
+    never = placeholder_token_ids(tokenizer)
+    assert len(never) == 5 and tokenizer.convert_tokens_to_ids("<|image_pad|>") in never
+    head = policy.model.lm_head.weight
+    saved = head.data.clone()
+    try:
+        head.data[never] *= 50  # make the placeholders the model's favourite tokens, as an untrained model may
+        traj = forced_trajectory(ForcedPolicy(policy, [T1, T2]), str(small_clip))
+        image = Image.new("RGB", (56, 56), (90, 30, 10))
+        messages = [Message(role="user", parts=(ImagePart(image), TextPart("describe")))]
+        sampled = policy.generate(messages, SamplingParams(temperature=1.0, max_new_tokens=12, seed=0))
+        assert sampled.token_ids and not set(sampled.token_ids) & set(never)
+        (seq,) = rollout_sequences(traj, policy.build_inputs, tokenizer)
+        assert seq.suppressed == tuple(never)
+        with torch.no_grad():
+            logps = answer_logps(policy.model, seq)
+        assert seq.behaviour_logps is not None
+        assert torch.allclose(logps, seq.behaviour_logps, atol=1e-5)  # both sides without the placeholders
+    finally:
+        head.data.copy_(saved)
+    poisoned = traj.model_copy(deep=True)
+    assert poisoned.turns[1].token_ids is not None
+    poisoned.turns[1].token_ids[0] = never[0]
+    with pytest.raises(TrainingError, match="vision placeholder"):
+        rollout_sequences(poisoned, policy.build_inputs, tokenizer)
