@@ -676,6 +676,10 @@ def train_command(
     assume_on_policy: Annotated[
         bool, typer.Option("--assume-on-policy", help="Skip the check that the records come from this model.")
     ] = False,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="KL reference hf:PATH (default: --policy as loaded); round after round, the first model."),
+    ] = None,
 ) -> None:
     """Offline GRPO on recorded groups (or RFT), under `accelerate launch` for several GPUs.
 
@@ -701,6 +705,7 @@ def train_command(
         optimizer=optimizer,  # type: ignore[arg-type]
         max_grad_norm=max_grad_norm or None,
         gradient_checkpointing=gradient_checkpointing,
+        reference_model=reference,
     )
 
     def show(metrics: dict[str, float]) -> None:

@@ -90,6 +90,13 @@ class GRPOConfig:
     use_lora: bool = field(
         default=False, metadata={"help": "Train LoRA adapters (peft); the reference is the adapter-disabled base."}
     )
+    reference_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "KL reference (hf:PATH or PATH): keep it the first round's model when training round after "
+            "round; None uses the policy as loaded (with LoRA: the adapter-disabled base)."
+        },
+    )
     lora_r: int = field(default=64, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=128, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})

@@ -161,7 +161,12 @@ def train(
     torch.manual_seed(config.seed)
     model, processor, build_inputs = _load(model_dir, accelerator.device, config)
     reference = None
-    if config.algorithm == "grpo" and config.beta != 0.0 and not config.use_lora:
+    if config.algorithm == "grpo" and config.beta != 0.0 and config.reference_model is not None:
+        reference_dir = resolve_model_dir(
+            config.reference_model.removeprefix("hf:"), what="KL reference", hint="--reference hf:/path/to/checkpoint"
+        )
+        reference, _, _ = _load(reference_dir, accelerator.device, config, frozen=True)
+    elif config.algorithm == "grpo" and config.beta != 0.0 and not config.use_lora:
         reference, _, _ = _load(model_dir, accelerator.device, config, frozen=True)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":

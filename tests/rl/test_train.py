@@ -134,3 +134,17 @@ def test_two_accelerate_processes_give_the_same_update_as_one(
     assert largest > 0.1  # a real step
     for k in base:
         assert torch.allclose(one[k] - base[k], two[k] - base[k], atol=1e-5 * largest, rtol=0), k
+
+
+def test_a_given_kl_reference_is_used_instead_of_the_policy_as_loaded(
+    scored_store: Path, tiny_qwen25_dir: Path, tmp_path: Path
+) -> None:
+    step = {"optimizer": "sgd", "learning_rate": 1.0, "max_grad_norm": None, "prompts_per_step": 2, "max_steps": 1}
+    moved = train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "round1", GRPOConfig(**step))  # type: ignore[arg-type]
+    default = train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "a", GRPOConfig(**step))  # type: ignore[arg-type]
+    assert default.history[0]["kl"] == 0.0  # the reference is the policy as loaded: identical at the first step
+    config = GRPOConfig(**step, reference_model=f"hf:{moved.checkpoint}")  # type: ignore[arg-type]
+    anchored = train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "b", config)
+    assert anchored.history[0]["kl"] > 1e-6
+    state = json.loads((tmp_path / "b" / TRAIN_STATE_FILE).read_text())
+    assert state["config"]["reference_model"] == f"hf:{moved.checkpoint}"
