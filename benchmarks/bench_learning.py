@@ -282,6 +282,7 @@ def run_arm(plan: Plan, arm: str, start: str) -> list[Row]:
             prompts_per_step=plan.prompts_per_step,
             beta=plan.beta,
             seed=plan.seed + round_,
+            reference_model=f"hf:{start}",  # KL to the warm-up model in every round, as on-policy GRPO has it
         )
         out = Path(plan.work) / arm / f"round{round_}"
         train(data, f"hf:{checkpoint}", out, config)
@@ -506,7 +507,7 @@ def main() -> None:
         f"at lr {plan.sft_lr:g}, {sft_seconds:.0f} s. GRPO: {plan.rounds} rounds x {plan.items} fresh clips x "
         f"{plan.group_size} rollouts, {plan.prompts_per_step} groups per step, AdamW lr {plan.lr:g} (the paper's "
         f"1e-6 is for a pretrained 7B; a tiny random model needs far larger steps), beta {plan.beta:g} (reference = "
-        f"the round's starting checkpoint), PPO clip 0.2. Evaluation: {plan.eval_items} held-out clips x "
+        f"the warm-up checkpoint in every round), PPO clip 0.2. Evaluation: {plan.eval_items} held-out clips x "
         f"{plan.eval_rollouts} sampled rollouts, scored with the soft (paper) reward whatever the arm trained with; "
         f"'train reward (own)' is the mean reward of that round's training rollouts under the arm's own reward. "
         f"Keyframe choice (soft temporal of parsed answers) by query kind, warm-up and the late-round mean of each "
