@@ -1,8 +1,9 @@
-"""Shared helpers for benchmark scripts: RSS sampling and appending tables to RESULTS.md."""
+"""Shared helpers for benchmark scripts: RSS sampling and writing tables to RESULTS.md."""
 
 from __future__ import annotations
 
 import platform
+import re
 import threading
 import time
 from datetime import UTC, datetime
@@ -57,12 +58,19 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+RESULTS_INTRO = "Each section is written by a script in `benchmarks/`; a newer run of a section replaces the older one."
+
+
 def record(title: str, table: str, notes: str = "") -> None:
-    """Print a table and append it, dated and with the machine, to benchmarks/RESULTS.md."""
+    """Print a table and write it, dated and with the machine, to benchmarks/RESULTS.md.
+
+    A section of the same title from an earlier run is replaced, so the file holds each
+    benchmark's latest numbers (git keeps the history).
+    """
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     block = f"\n## {title}\n\n{stamp} · {machine()}\n\n{table}\n" + (f"\n{notes}\n" if notes else "")
     print(block)
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nEach section is appended by a script in `benchmarks/`.\n")
-    with RESULTS.open("a") as f:
-        f.write(block)
+    text = RESULTS.read_text() if RESULTS.exists() else f"# Benchmark results\n\n{RESULTS_INTRO}\n"
+    head, *sections = re.split(r"(?m)^(?=## )", text)
+    kept = [s for s in sections if s.splitlines()[0] != f"## {title}"]
+    RESULTS.write_text(head + "".join(kept).rstrip("\n") + "\n" + block)
