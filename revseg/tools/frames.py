@@ -1088,6 +1088,7 @@ class ResizedFrameCache:
         size = (operator.index(size[0]), operator.index(size[1]))
         keys = [(path, identity, backend, operator.index(i), size) for i in indices]
         found = self._lookup(keys)
+        fresh: dict[_FrameKey, Image] = {}
         if len(found) < len(set(keys)):
             with self._video_lock(path, backend):
                 found = self._lookup(keys)  # another run may have decoded them while we waited
@@ -1100,8 +1101,9 @@ class ResizedFrameCache:
                     }
                     self._store(fresh)
                     found.update(fresh)
-                    with self._lock:
-                        self.misses += len(fresh)
+        with self._lock:  # each asked frame counts once: a miss when this call decoded it, else a hit
+            self.misses += len(fresh)
+            self.hits += sum(1 for key in keys if key not in fresh)
         return [found[key] for key in keys]
 
     def get(self, reader: FrameReader, indices: Sequence[int], size: tuple[int, int]) -> list[Image]:
@@ -1111,15 +1113,17 @@ class ResizedFrameCache:
         keys: list[_FrameKey] = [(ref.path, None, ref.backend, operator.index(i), size) for i in indices]
         found = self._lookup(keys)
         missing = sorted({key[3] for key in keys if key not in found})
+        fresh: dict[_FrameKey, Image] = {}
         if missing:
-            fresh: dict[_FrameKey, Image] = {
+            fresh = {
                 (ref.path, None, ref.backend, i, size): resize_frame(f, size)
                 for i, f in zip(missing, reader.read(missing), strict=True)
             }
             self._store(fresh)
             found.update(fresh)
-            with self._lock:
-                self.misses += len(fresh)
+        with self._lock:
+            self.misses += len(fresh)
+            self.hits += sum(1 for key in keys if key not in fresh)
         return [found[key] for key in keys]
 
     def clear(self) -> None:
@@ -1165,7 +1169,6 @@ class ResizedFrameCache:
                 if image is not None:
                     self._items.move_to_end(key)
                     found[key] = image
-            self.hits += sum(1 for key in keys if key in found)
         return found
 
     def _store(self, fresh: dict[_FrameKey, Image]) -> None:
