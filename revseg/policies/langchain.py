@@ -145,16 +145,22 @@ class LangChainPolicy:
 
 
 def generation_from(reply: Any, spec: str) -> Generation:
-    """Text, log-probs, finish reason and usage of a chat model's reply."""
+    """Text, log-probs, finish reason and usage of a chat model's reply.
+
+    A reply carries no token ids, so its log-probs belong to tokens nobody recorded: they
+    are marked approximate, as the openai backend marks a server's log-probs without ids.
+    """
     from langchain_core.messages import AIMessage
 
     if not isinstance(reply, AIMessage):
         raise PolicyError(f"{spec}: the chat model returned {type(reply).__name__}, not an AIMessage")
     metadata = reply.response_metadata or {}
     finish = metadata.get("finish_reason") or metadata.get("stop_reason")
+    logprobs = _logprobs(reply)
     return Generation(
         text=reply.text,
-        logprobs=_logprobs(reply),
+        logprobs=logprobs,
+        logprobs_approximate=logprobs is not None,
         finish_reason=_FINISH.get(finish) if isinstance(finish, str) else None,
         usage=_usage(reply),
     )

@@ -88,6 +88,9 @@ def test_logprobs_in_response_metadata_are_kept() -> None:
     assert generation.text == "ok" and generation.logprobs == [-0.1, -1e9]
     assert generation.finish_reason == "stop" and generation.usage == {"prompt_tokens": 12, "completion_tokens": 2}
     assert generation.token_ids is None  # chat integrations report token strings, not ids
+    assert generation.logprobs_approximate  # so GRPO cannot pair them with ids
+    plain = LangChainPolicy(fake("ok")).generate([Message.assistant("x")], SamplingParams())
+    assert plain.logprobs is None and not plain.logprobs_approximate
 
 
 def test_sampling_goes_only_to_parameters_the_model_declares() -> None:
@@ -149,6 +152,7 @@ def test_chat_openai_against_a_local_server(small_clip: Path, tmp_path: Path) ->
     assert result.status == Status.OK and result.keyframe_index == 5
     assert result.trajectory.policy.model == "qwen"
     assert result.trajectory.turns[0].logprobs and result.trajectory.turns[0].token_ids is None
+    assert result.trajectory.turns[0].logprobs_approximate
     parts = log.requests[0]["messages"][0]["content"]
     assert [p["type"] for p in parts] == ["image_url"] * 16 + ["text"]
     assert parts[0]["image_url"]["url"].startswith("data:image/png;base64,")
