@@ -200,7 +200,7 @@ class HFSam2Tracker:
 
         most = max(len(p) for p in prompts)
         padded = [[list(box) for box in p] + [list(p[0])] * (most - len(p)) for p in prompts]
-        try:
+        with _library_errors(f"box prompts for a batch of {len(frames)} frames", "a smaller batch"):
             with self._image_lock:
                 if self._image is None:
                     self._image = image_model(self._model)
@@ -214,14 +214,6 @@ class HFSam2Tracker:
                 )
                 # (B, N, 1, h, w) low-resolution logits -> per frame (N, 1, H, W) bool at the frame's size
                 masks = self._processor.post_process_masks(out.pred_masks.float(), inputs["original_sizes"])
-        except RevsegError:
-            raise
-        except Exception as exc:
-            hint = " (try a smaller batch or --device cpu)" if "out of memory" in str(exc).lower() else ""
-            raise TrackerError(
-                f"hf-sam2 failed on box prompts for a batch of {len(frames)} frames: {type(exc).__name__}: "
-                f"{_first_lines(exc)}{hint}"
-            ) from exc
         return [m[: len(p), 0].cpu().numpy() for m, p in zip(masks, prompts, strict=True)]
 
     def _stream(self, video: FrameReader, keyframe: int, boxes: list[BoxXYXY], progress: bool) -> Iterator[FrameMasks]:
@@ -280,15 +272,20 @@ class HFSam2Tracker:
 
     def _call(self, ref: VideoRef, fn: Callable[..., T], *args: Any) -> T:
         """Run one model step, turning library failures into TrackerError naming the video."""
-        try:
+        with _library_errors(f"video '{ref.path}'", "a smaller model"):
             return fn(*args)
-        except RevsegError:
-            raise
-        except Exception as exc:
-            hint = " (try a smaller model or --device cpu)" if "out of memory" in str(exc).lower() else ""
-            raise TrackerError(
-                f"hf-sam2 failed on video '{ref.path}': {type(exc).__name__}: {_first_lines(exc)}{hint}"
-            ) from exc
+
+
+@contextmanager
+def _library_errors(what: str, smaller: str) -> Iterator[None]:
+    """Re-raise a transformers/torch failure as one TrackerError line naming ``what`` (and a hint on out of memory)."""
+    try:
+        yield
+    except RevsegError:
+        raise
+    except Exception as exc:
+        hint = f" (try {smaller} or --device cpu)" if "out of memory" in str(exc).lower() else ""
+        raise TrackerError(f"hf-sam2 failed on {what}: {type(exc).__name__}: {_first_lines(exc)}{hint}") from exc
 
 
 def image_model(video_model: Any) -> Any:
