@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.abc
 import json
 import logging
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+import types
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from revseg.tools import frames
 from revseg.tools.frames import (
     FILE_BACKENDS,
     FRAME_READERS,
+    BackendUnavailable,
     FrameReader,
     ResizedFrameCache,
     frame_names,
@@ -32,6 +36,7 @@ from revseg.tools.frames import (
     sample_indices,
     stream_frames,
 )
+from revseg.tools.video_libraries import LIBRARY_LOADERS, forget_libraries, library_missing
 from revseg.trajectory import VideoRef
 from tests.tools.frame_reader_conformance import (
     FrameReaderConformance,
@@ -46,12 +51,16 @@ FILE_BACKENDS_UNDER_TEST = ["decord", "pyav", "torchcodec"]
 
 
 def torchcodec_missing() -> str | None:
-    """Why torchcodec cannot run here (not installed, or no FFmpeg 4-8 libraries), or None when it can."""
-    try:
-        frames._torchcodec_decoder_class()
-    except VideoError as exc:
-        return str(exc)
-    return None
+    """Why torchcodec cannot run here (not installed, or no FFmpeg shared libraries), or None when it can."""
+    return library_missing("torchcodec")
+
+
+@pytest.fixture(autouse=True)
+def fresh_library_loads() -> Iterator[None]:
+    """Tests below fake missing libraries; a remembered load or decline must not leak between tests."""
+    forget_libraries()
+    yield
+    forget_libraries()
 
 
 def skip_unavailable(backend: str) -> None:
@@ -215,6 +224,7 @@ def test_auto_moves_on_when_a_backend_declines(clip_dir: Path, monkeypatch: pyte
     monkeypatch.setattr(frames, "FILE_BACKENDS", ("decord", "pyav"))
     assert open_video(clip_dir / "gop10.mp4").ref.backend == "decord"
     monkeypatch.setitem(sys.modules, "decord", None)  # makes `import decord` raise ImportError
+    forget_libraries()  # as in a process where decord never loaded
     assert open_video(clip_dir / "gop10.mp4").ref.backend == "pyav"
 
 
@@ -224,6 +234,71 @@ def test_auto_falls_back_to_pyav_when_decord_is_missing(clip_dir: Path, monkeypa
     assert open_video(clip_dir / "gop10.mp4").ref.backend == "pyav"
     with pytest.raises(VideoError, match="decord is not installed"):
         open_video(clip_dir / "gop10.mp4", "decord")
+
+
+class _TorchCodecWithoutFFmpeg(types.ModuleType):
+    """torchcodec 0.17 on a machine without FFmpeg: the import works, every video decoder fails when created."""
+
+    ffmpeg_major_version = None
+
+    class VideoDecoder:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("Could not load libtorchcodec. Likely causes: ... libavutil.so.60: cannot open")
+
+
+def fake_torchcodec_without_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = _TorchCodecWithoutFFmpeg("torchcodec")
+    decoders = types.ModuleType("torchcodec.decoders")
+    decoders.VideoDecoder = module.VideoDecoder  # type: ignore[attr-defined]
+    module.decoders = decoders  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torchcodec", module)
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", decoders)
+
+
+def test_torchcodec_without_ffmpeg_libraries_declines_and_auto_moves_on(
+    clip_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Installed but unable to load FFmpeg at its first decoder: a decline naming the packages, never a VideoError."""
+    fake_torchcodec_without_ffmpeg(monkeypatch)
+    with pytest.raises(BackendUnavailable, match=r"cannot load FFmpeg's shared libraries.*apt-get install libavcodec"):
+        open_video(clip_dir / "gop10.mp4", "torchcodec")
+    reader = open_video(clip_dir / "gop10.mp4")
+    assert reader.ref.backend == "decord"
+    assert np.array_equal(reader.read([7])[0], reference_frames(clip_dir / "gop10.mp4")[7])
+
+
+def test_a_library_that_failed_to_load_is_not_loaded_again(clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed torchcodec load cost 0.6 s on every open_video(auto); it is tried once per process."""
+    fake_torchcodec_without_ffmpeg(monkeypatch)
+    calls: list[str] = []
+    load = LIBRARY_LOADERS["torchcodec"]
+
+    def counting_load() -> Any:
+        calls.append("torchcodec")
+        return load()
+
+    monkeypatch.setitem(LIBRARY_LOADERS, "torchcodec", counting_load)
+    backends = {open_video(clip_dir / "gop10.mp4").ref.backend for _ in range(3)}
+    assert backends == {"decord"}
+    assert calls == ["torchcodec"]
+    assert "FFmpeg" in (library_missing("torchcodec") or "")
+
+
+class _FailingSharedLibrary(importlib.abc.MetaPathFinder):
+    """Makes `import decord` fail as a wheel whose shared library cannot load does: OSError, not ImportError."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "decord":
+            raise OSError("libnvcuvid.so.1: cannot open shared object file: No such file or directory")
+
+
+def test_decord_whose_shared_library_fails_to_load_declines(clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "decord", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_FailingSharedLibrary(), *sys.meta_path])
+    monkeypatch.setattr(frames, "FILE_BACKENDS", ("decord", "pyav"))
+    with pytest.raises(BackendUnavailable, match=r"decord is installed but cannot load \(OSError: libnvcuvid"):
+        open_video(clip_dir / "gop10.mp4", "decord")
+    assert open_video(clip_dir / "gop10.mp4").ref.backend == "pyav"
 
 
 def test_auto_falls_back_to_pyav_where_decord_has_a_size_bug(tmp_path: Path) -> None:
@@ -702,3 +777,47 @@ def test_streaming_memory_does_not_grow_with_the_video(tmp_path: Path, backend: 
         grown = _rss_mb() - before
     assert count == 400
     assert grown < 60, f"{backend}: RSS grew {grown:.0f} MB while streaming 350 frames of 640x480"
+
+
+# --- bounded memory on the tracker's read pattern --------------------------------------
+
+
+def _rss_bytes() -> int:
+    with Path("/proc/self/status").open() as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS line in /proc/self/status")
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """800 frames at 320x240: 184 MB decoded, so a reader that holds the video shows up plainly."""
+    return write_clip(tmp_path_factory.mktemp("long") / "long.mp4", 800, 320, 240, gop=250)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc (Linux)")
+def test_the_trackers_read_pattern_holds_a_bounded_number_of_frames(long_clip: Path, backend: str) -> None:
+    """Forwards from the middle, then backwards in chunks, consumed slowly as a tracker does.
+
+    decord's own streaming decoded ahead to the end of the video on a thread of its own and
+    held every frame while the consumer worked (+1.2 GB over 1,500 480p frames); every
+    backend must hold at most a chunk's worth however long the video is.
+    """
+    from revseg.tools.trackers.hf_sam2 import reverse_frames
+
+    reader = open_video(long_clip, backend)
+    frame_bytes = 320 * 240 * 3
+    keyframe = reader.ref.num_frames // 2
+    baseline = peak = _rss_bytes()
+    seen = 0
+    with closing(reader):
+        for frame in reader.iter_frames(keyframe):
+            time.sleep(0.002)  # a tracker is far slower than any decoder
+            peak, seen = max(peak, _rss_bytes()), seen + frame.shape[0] // 240
+        for _, frame in reverse_frames(reader, keyframe, chunk=64):
+            time.sleep(0.0005)
+            peak, seen = max(peak, _rss_bytes()), seen + frame.shape[0] // 240
+    assert seen == reader.ref.num_frames
+    held = (peak - baseline) / frame_bytes
+    assert held < 100, f"{backend} held about {held:.0f} frames of {reader.ref.num_frames} at once"
