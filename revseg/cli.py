@@ -710,7 +710,10 @@ def train_command(
 
     def show(metrics: dict[str, float]) -> None:
         keys = ("loss", "kl", "clip_fraction", "reward/total", "response_length", "tokens_per_s")
-        typer.echo(f"step {int(metrics['step'])}: " + "  ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics))
+        signal = f"  groups_with_signal={int(metrics['groups_with_signal'])}/{int(metrics['groups'])}"
+        skipped = "  (skipped: no group with a reward spread)" if metrics.get("skipped") else ""
+        shown = "  ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics)
+        typer.echo(f"step {int(metrics['step'])}: {shown}{signal}{skipped}")
 
     result = train(trajectories, policy, out, config, assume_on_policy=assume_on_policy, log=show)
     if os.environ.get("RANK", "0") == "0":  # under accelerate launch, one line from the main process

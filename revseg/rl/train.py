@@ -204,9 +204,18 @@ def train(
             batch = [groups[i] for i in order[start : start + config.prompts_per_step]]
             lr = float(scheduler.get_last_lr()[0])
             metrics = _step(model, reference, optimizer, accelerator, batch, build_inputs, tokenizer, config)
-            scheduler.step()
+            if not metrics.get("skipped"):  # a skipped step took no optimizer step: the schedule waits too
+                scheduler.step()
             step += 1
             metrics = {"step": float(step), "lr": lr, **metrics}
+            if config.algorithm == "grpo" and not metrics["groups_with_signal"]:
+                logger.warning(
+                    "step %d: none of its %d group(s) carries signal (each group's rollouts got the same reward), so "
+                    "every advantage is 0 and %s",
+                    step,
+                    len(batch),
+                    "the step was skipped" if metrics.get("skipped") else "only the KL term moved the weights",
+                )
             history.append(metrics)
             if accelerator.is_main_process:
                 _write_log(out, metrics, writer)
@@ -216,6 +225,12 @@ def train(
                 _save(accelerator, model, processor, out / f"checkpoint-{step}", config, merge=False)
     if writer is not None:
         writer.close()
+    if config.algorithm == "grpo" and history and not any(m["groups_with_signal"] for m in history):
+        logger.warning(
+            "no step had a group with a reward spread: GRPO had nothing to learn from these %d group(s); collect "
+            "with sampling on (temperature > 0) and more rollouts per group, or harder/easier queries",
+            len(groups),
+        )
     _save(accelerator, model, processor, out, config, merge=True)
     return TrainResult(checkpoint=out, steps=step, history=history)
 
@@ -272,13 +287,19 @@ def _step(
     started = time.perf_counter()
     grpo = config.algorithm == "grpo"
     rollouts: list[_Rollout] = []
+    with_signal = 0
     for group in groups:
         rewards = [t.rewards["total"] if t.rewards else 0.0 for t in group]
-        if grpo and len(group) > 1 and _std(rewards) <= config.min_group_std and config.min_group_std > 0:
+        spread = _std(rewards)
+        with_signal += spread > 0.0
+        if grpo and len(group) > 1 and spread <= config.min_group_std and config.min_group_std > 0:
             continue
         advantages = group_advantages(rewards, eps=config.advantage_eps, scale=config.scale_rewards).tolist()
         for t, a in zip(group, advantages, strict=True):
             rollouts.append(_Rollout(t, float(a), _token_count(t, tokenizer, need_logprobs=grpo)))
+    signal = {"groups_with_signal": float(with_signal) if grpo else float(len(groups))}
+    if not rollouts:  # every group was flat and min_group_std left them all out: nothing to step on
+        return {"loss": 0.0, "groups": float(len(groups)), "rollouts": 0.0, **signal, "skipped": 1.0}
     for r, w in zip(rollouts, token_weights([r.tokens for r in rollouts], config.loss_aggregation), strict=True):
         r.weight = w
     world, rank = accelerator.num_processes, accelerator.process_index
@@ -324,6 +345,7 @@ def _step(
         **summary,
         "processes": float(world),
         "groups": float(len(groups)),
+        **signal,
         "rollouts": float(len(rollouts)),
         "tokens": summed.tokens,
         "tokens_per_s": summed.tokens / elapsed if elapsed > 0 else 0.0,

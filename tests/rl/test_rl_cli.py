@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -68,6 +69,7 @@ def test_collect_train_replay_and_collect_again_with_the_checkpoint(
     )  # fmt: skip
     assert code == 0, out
     assert "step 1: loss=" in out and (ckpt / "model.safetensors").exists()
+    assert re.search(r"groups_with_signal=[0-3]/3", out), out
 
     code, out = cli("collect", *common, "--policy", f"hf:{ckpt}", "--out", str(store), "--resume", "--limit", "1")
     assert code == 0, out

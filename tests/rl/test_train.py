@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from revseg.policies.hf import HFPolicy
 from revseg.rl.grpo import GRPOConfig
 from revseg.rl.train import TRAIN_STATE_FILE, best_rollouts, check_behaviour, load_groups, train
 from revseg.settings import SamplingParams
-from revseg.trajectory import PolicyInfo, TrajectoryStore
+from revseg.trajectory import PolicyInfo, Trajectory, TrajectoryStore
 from tests.rl.factories import make_trajectory
 
 
@@ -148,3 +149,39 @@ def test_a_given_kl_reference_is_used_instead_of_the_policy_as_loaded(
     assert anchored.history[0]["kl"] > 1e-6
     state = json.loads((tmp_path / "b" / TRAIN_STATE_FILE).read_text())
     assert state["config"]["reference_model"] == f"hf:{moved.checkpoint}"
+
+
+def flat_groups(store: Path) -> list[list[Trajectory]]:
+    """The recorded groups with every rollout's rewards replaced by its group's first: no advantage anywhere."""
+    groups = load_groups(TrajectoryStore(store))
+    return [[t.model_copy(update={"rewards": dict(group[0].rewards or {})}) for t in group] for group in groups]
+
+
+def test_a_step_without_reward_spread_says_so_in_the_log_and_a_warning(
+    scored_store: Path, tiny_qwen25_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    groups = load_groups(TrajectoryStore(scored_store))
+    config = GRPOConfig(learning_rate=1e-3, prompts_per_step=2, max_steps=1)
+    varied = train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "varied", config)
+    assert varied.history[0]["groups_with_signal"] == len(groups) == 2
+    with caplog.at_level(logging.WARNING, logger="revseg.rl.train"):
+        flat = train(
+            [t for g in flat_groups(scored_store) for t in g], f"hf:{tiny_qwen25_dir}", tmp_path / "flat", config
+        )
+    assert flat.history[0]["groups_with_signal"] == 0 and flat.history[0]["groups"] == 2
+    logged = json.loads((tmp_path / "flat" / "train_log.jsonl").read_text().splitlines()[0])
+    assert logged["groups_with_signal"] == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("step 1: none of its 2 group(s) carries signal" in m for m in messages)
+    assert any("GRPO had nothing to learn" in m for m in messages)
+
+
+def test_when_min_group_std_leaves_out_every_group_the_step_is_skipped_not_an_error(
+    scored_store: Path, tiny_qwen25_dir: Path, tmp_path: Path
+) -> None:
+    config = GRPOConfig(learning_rate=1e-3, prompts_per_step=2, max_steps=1, min_group_std=0.01)
+    result = train(
+        [t for g in flat_groups(scored_store) for t in g], f"hf:{tiny_qwen25_dir}", tmp_path / "ckpt", config
+    )
+    assert result.history[0]["skipped"] == 1.0 and result.history[0]["rollouts"] == 0
+    assert not changed(weights(tiny_qwen25_dir), weights(tmp_path / "ckpt"))
