@@ -147,6 +147,7 @@ def main() -> None:
 
     from revseg.tools import frames as frames_module
     from revseg.tools.frames import open_video, sample_indices
+    from revseg.tools.readers import probe
 
     video = make_long_video(CACHE / f"long-480p-{options.minutes:g}min.mp4", options.minutes)
     usable = [b for b in BACKENDS if available(b, video) is None]
@@ -160,9 +161,8 @@ def main() -> None:
     for round_number in range(options.repeats):  # rounds interleave the backends, so load spikes hit all alike
         for backend in usable:
             # cold: a fresh process's first look at the file (probe and agreement checks included)
-            frames_module._probe_cached.cache_clear()
-            frames_module._DECORD_AGREED.clear()
-            frames_module._TORCHCODEC_AGREED.clear()
+            probe.probe_cached.cache_clear()
+            probe._AGREED.clear()
             start = time.perf_counter()
             with closing(open_video(video, backend)) as reader:
                 sampled = reader.read(indices)

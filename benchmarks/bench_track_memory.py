@@ -173,7 +173,7 @@ def readers_table(frame_counts: list[int]) -> None:
     The tracker's read pattern (forwards from the keyframe, backwards in chunks) and the
     overlay's whole pass must hold a bounded number of frames whatever reader serves them.
     """
-    from revseg.tools.video_libraries import library_missing
+    from revseg.tools.readers.libraries import library_missing
 
     spec = tiny_specs()["hf-sam2"]
     backends = [name for name in ("torchcodec", "decord", "pyav") if library_missing(name) is None]

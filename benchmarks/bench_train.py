@@ -224,7 +224,7 @@ def overhead(store: Path, model_dir: Path, mode: str, reps: int, prompts: int) -
     from revseg.rl import train as trainmod
     from revseg.rl.grpo import GRPOConfig, group_advantages, grpo_loss, token_weights
     from revseg.rl.sequences import answer_logps, rollout_sequences
-    from revseg.tools.frames import ResizedFrameCache
+    from revseg.tools.frame_cache import ResizedFrameCache
 
     config = GRPOConfig(use_lora=mode == "lora")
     accelerator = Accelerator(cpu=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from revseg.errors import DatasetError
+from revseg.tools.readers.folder import natural_key
 
 if TYPE_CHECKING:
     import numpy as np
@@ -208,14 +209,6 @@ class Benchmark:
 
 
 # --- names and files ----------------------------------------------------------------------------
-
-
-_NATURAL = re.compile(r"(\d+)")
-
-
-def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
-    """Sort key that orders ``2`` before ``10`` (numbers compare as numbers, the rest as text)."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in _NATURAL.split(name) if part)
 
 
 def _stem(name: str) -> str:

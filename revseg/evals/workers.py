@@ -187,7 +187,7 @@ async def arun_job(agent: ReVSegAgent, job: Job) -> JobResult:
 
 def _frames_for(job: Job, scratch: Path) -> tuple[Path, list[str]]:
     """The folder the agent reads (the video's, or links to the listed frames) and its frame names in order."""
-    from revseg.tools.frames import FolderReader
+    from revseg.tools.readers.folder import FolderReader
 
     video = Path(job.frames_dir)
     if job.frame_files is not None:

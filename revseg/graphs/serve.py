@@ -25,7 +25,7 @@ from revseg.graphs.build import build_graph
 from revseg.graphs.state import ChainContext
 from revseg.policies import DEFAULT_POLICY, Policy, build_policy
 from revseg.settings import ChainSettings, SamplingParams
-from revseg.tools.frames import ResizedFrameCache
+from revseg.tools.frame_cache import ResizedFrameCache
 from revseg.tools.trackers import DEFAULT_TRACKER, build_tracker
 from revseg.tools.trackers.base import Tracker
 

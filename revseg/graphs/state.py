@@ -17,7 +17,7 @@ from langgraph.runtime import Runtime
 from revseg.errors import GraphError
 from revseg.policies.base import Policy
 from revseg.settings import ChainSettings, SamplingParams
-from revseg.tools.frames import ResizedFrameCache
+from revseg.tools.frame_cache import ResizedFrameCache
 from revseg.tools.trackers.base import Tracker
 
 

@@ -32,7 +32,7 @@ from revseg.settings import ChainSettings, SamplingParams
 from revseg.trajectory import Trajectory, TrajectoryStore
 
 if TYPE_CHECKING:
-    from revseg.tools.frames import ResizedFrameCache
+    from revseg.tools.frame_cache import ResizedFrameCache
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ async def acollect(
     """The async form of :func:`collect` (same arguments), for callers inside an event loop."""
     from revseg.graphs import build_graph
     from revseg.policies import build_policy
-    from revseg.tools.frames import ResizedFrameCache
+    from revseg.tools.frame_cache import ResizedFrameCache
 
     if group_size < 1 or workers < 1:
         raise ValueError("group_size and workers must be at least 1")
@@ -276,7 +276,7 @@ def _truth_from(benchmark: Any, sample: Any) -> Callable[[], GroundTruth]:
 
 def _video_folder(folder: Path, frame_files: Sequence[str], links: Path) -> Path:
     """``folder`` when it holds exactly ``frame_files`` (in natural order); else a folder of numbered links."""
-    from revseg.tools.frames import natural_key
+    from revseg.tools.readers.folder import natural_key
 
     present = sorted(
         (p.name for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p.name[0] != "."),

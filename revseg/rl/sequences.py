@@ -38,7 +38,8 @@ from revseg.policies.tokens import (
     placeholder_token_ids,
     splice_history,
 )
-from revseg.tools.frames import FRAME_READERS, ResizedFrameCache, open_video, read_resized
+from revseg.tools.frame_cache import ResizedFrameCache, read_resized
+from revseg.tools.frames import FRAME_READERS, open_video
 from revseg.trajectory import Trajectory, TurnRecord
 
 if TYPE_CHECKING:

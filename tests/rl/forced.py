@@ -96,7 +96,8 @@ def forced_trajectory(
     from revseg.graphs.conversation import ground_messages, interpret_messages
     from revseg.policies.parsing import parse_box_answer, parse_keyframe_answer
     from revseg.policies.prompts import get_prompt_set
-    from revseg.tools.frames import open_video, read_resized, sample_indices
+    from revseg.tools.frame_cache import read_resized
+    from revseg.tools.frames import open_video, sample_indices
 
     settings = settings or ChainSettings(num_frames=4, frame_size=(112, 112), keyframe_size=(224, 224))
     sampling = sampling or SamplingParams(temperature=1.0)

@@ -18,6 +18,7 @@ its own colour conversion may set a small tolerance.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -115,8 +116,14 @@ class FrameReaderConformance:
         diff = _max_diff(got, want)
         assert diff <= self.max_abs_diff, f"frame {index}: max abs difference {diff} > {self.max_abs_diff}"
 
-    def test_is_a_frame_reader(self, reader: FrameReader) -> None:
-        assert isinstance(reader, FrameReader)
+    def test_a_closed_reader_refuses_to_read_and_names_the_video(self, reader: FrameReader) -> None:
+        reader.close()
+        reader.close()  # closing twice is harmless
+        message = re.escape(reader.ref.path) + ": frame reader is closed"
+        with pytest.raises(ValueError, match=message):
+            reader.read([0])
+        with pytest.raises(ValueError, match=message):
+            next(iter(reader.iter_frames(0, 1)))
 
     def test_ref_describes_what_decodes(self, reader: FrameReader, reference: list[np.ndarray], backend: str) -> None:
         ref = reader.ref

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from revseg.errors import VideoError
+from revseg.tools.readers.base import one_line
 
 FFMPEG_APT_PACKAGES = "libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 libavdevice59 libavfilter8"
 """Debian 12's FFmpeg 5.1 shared libraries, which torchcodec loads at run time (`.ci/run` installs them)."""
@@ -29,12 +30,6 @@ class BackendUnavailable(VideoError):
     ``open_video(..., backend="auto")`` catches it and tries the next backend; asked for by
     name, it reaches the caller as a VideoError naming the backend and the reason.
     """
-
-
-def one_line(exc: BaseException, width: int = 300) -> str:
-    """An exception's message as one line, cut to ``width`` characters (libraries write whole tracebacks)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _load_decord() -> Any:
