@@ -269,8 +269,10 @@ def test_torchcodec_without_ffmpeg_libraries_declines_and_auto_moves_on(
     assert np.array_equal(reader.read([7])[0], reference_frames(clip_dir / "gop10.mp4")[7])
 
 
-def test_a_library_that_failed_to_load_is_not_loaded_again(clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A failed torchcodec load cost 0.6 s on every open_video(auto); it is tried once per process."""
+def test_a_library_that_failed_to_load_is_not_loaded_again(
+    clip_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed torchcodec load cost 0.6 s on every open_video(auto); it is tried, and logged, once."""
     fake_torchcodec_without_ffmpeg(monkeypatch)
     calls: list[str] = []
     load = LIBRARY_LOADERS["torchcodec"]
@@ -280,9 +282,12 @@ def test_a_library_that_failed_to_load_is_not_loaded_again(clip_dir: Path, monke
         return load()
 
     monkeypatch.setitem(LIBRARY_LOADERS, "torchcodec", counting_load)
-    backends = {open_video(clip_dir / "gop10.mp4").ref.backend for _ in range(3)}
+    with caplog.at_level(logging.INFO, logger="revseg.tools.readers.libraries"):
+        backends = {open_video(clip_dir / "gop10.mp4").ref.backend for _ in range(3)}
     assert backends == {"pyav"}
     assert calls == ["torchcodec"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "revseg.tools.readers.libraries"]
+    assert len(logged) == 1 and "cannot load FFmpeg's shared libraries" in logged[0]
     assert "FFmpeg" in (library_missing("torchcodec") or "")
 
 

@@ -13,12 +13,15 @@ call), and a library that loaded is not imported again on every ``open_video``.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from revseg.errors import VideoError
 from revseg.tools.readers.base import one_line
+
+logger = logging.getLogger(__name__)
 
 FFMPEG_APT_PACKAGES = "libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 libavdevice59 libavfilter8"
 """Debian 12's FFmpeg 5.1 shared libraries, which torchcodec loads at run time (`.ci/run` installs them)."""
@@ -32,13 +35,17 @@ class BackendUnavailable(VideoError):
     """
 
 
+class BrokenLibrary(BackendUnavailable):
+    """The backend's library is installed but cannot load (a system library is missing): logged once."""
+
+
 def _load_decord() -> Any:
     try:
         import decord
     except ImportError as exc:
         raise BackendUnavailable("decord is not installed (pip install decord); use backend='pyav'") from exc
     except Exception as exc:  # an installed wheel whose shared library fails to load raises OSError
-        raise BackendUnavailable(
+        raise BrokenLibrary(
             f"decord is installed but cannot load ({type(exc).__name__}: {one_line(exc)}); use backend='pyav'"
         ) from exc
     return decord
@@ -59,9 +66,9 @@ def _load_torchcodec() -> Any:
     except ImportError as exc:
         raise BackendUnavailable("torchcodec is not installed (pip install torchcodec); use backend='pyav'") from exc
     except Exception as exc:  # older torchcodec raises RuntimeError/OSError at import without FFmpeg
-        raise BackendUnavailable(_no_ffmpeg(one_line(exc))) from exc
+        raise BrokenLibrary(_no_ffmpeg(one_line(exc))) from exc
     if getattr(torchcodec, "ffmpeg_major_version", 0) is None:
-        raise BackendUnavailable(_no_ffmpeg("no FFmpeg 4-9 shared libraries found"))
+        raise BrokenLibrary(_no_ffmpeg("no FFmpeg 4-9 shared libraries found"))
     return VideoDecoder
 
 
@@ -103,6 +110,9 @@ def library(name: str) -> Any:
             loaded = LIBRARY_LOADERS[name]()
         except BackendUnavailable as exc:
             _DECLINED[name] = str(exc)
+            if isinstance(exc, BrokenLibrary):  # once per process (the decline is remembered); INFO, not a
+                # warning: the fallback reads the same frames, and a warning on every CLI run would be noise
+                logger.info("%s", exc)
             raise
         _LOADED[name] = loaded
         return loaded
