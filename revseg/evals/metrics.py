@@ -231,12 +231,12 @@ def _pack(gt: BoolArray, pred: BoolArray, work: _Workspace) -> None:
 
 def _bounding_box(packed: _Bytes) -> tuple[int, int, int, int] | None:
     """(top, bottom, left, right), bottom and right exclusive, of the nonzero pixels; None if there are none."""
-    columns = np.bitwise_or.reduce(packed, axis=0) != 0
+    columns = np.asarray(packed.any(axis=0))
     if not columns.any():
         return None
-    left, right = int(columns.argmax()), len(columns) - int(columns[::-1].argmax())
-    rows = np.bitwise_or.reduce(packed[:, left:right], axis=1) != 0
-    return int(rows.argmax()), len(rows) - int(rows[::-1].argmax()), left, right
+    left, right = int(np.argmax(columns)), len(columns) - int(np.argmax(columns[::-1]))
+    rows = np.asarray(packed[:, left:right].any(axis=1))
+    return int(np.argmax(rows)), len(rows) - int(np.argmax(rows[::-1])), left, right
 
 
 def _count_chunk(box: tuple[int, int, int, int], radius: int, region: bool, work: _Workspace, counts: _Counts) -> None:

@@ -201,7 +201,7 @@ def _try_clip(
             sizes = np.interp(ts, [0, 1], [s0 * 1.6, s0 * 0.7])
         else:
             sizes = np.full(num_frames, s0)
-        margin = float(sizes.max()) + 1
+        margin = float(np.max(sizes)) + 1
         start = rng.uniform([margin, margin], [width - margin, height - margin])
         if query_kind == "moves" and not is_target:  # only the target of "the shape that moves" moves
             end = start
