@@ -724,7 +724,7 @@ def replay_command(
 ) -> None:
     """List a store's trajectories, or show one turn by turn (prompts, answers, tokens, parses, rewards)."""
     from revseg.rl.replay import describe, list_lines
-    from revseg.trajectory import TrajectoryStore
+    from revseg.trajectory_store import TrajectoryStore
 
     trajectories = TrajectoryStore(store)
     if run_id is not None:

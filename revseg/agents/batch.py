@@ -8,28 +8,27 @@ never raise here: the graph records them as the query's ``policy_error`` status.
 A batch file is JSON Lines, one ``{"id": ..., "video": ..., "query": ...}`` per line.
 :func:`read_batch_file` checks every line (ids unique and safe as folder names, video and
 query present) and reports all bad lines at once with their numbers. :class:`ResultsLog`
-appends one line per finished query to ``results.jsonl``: one ``os.write`` on an
-``O_APPEND`` descriptor under an exclusive ``flock``, after cutting a torn tail left by a
-crash, so no line is lost, torn or duplicated, and ``--resume`` skips the ids it holds.
+appends one line per finished query to ``results.jsonl`` through the crash-safe
+:class:`~revseg.jsonl.AppendLog`, so no line is lost, torn or duplicated, and ``--resume``
+skips the ids it holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from revseg.errors import InputError, OutputError, RevsegError
+from revseg.errors import InputError, RevsegError
+from revseg.jsonl import RESULTS_FILE, AppendLog
 
 if TYPE_CHECKING:
     from revseg.agents.revseg_agent import ReVSegAgent, SegmentationResult
 
-RESULTS_FILE = "results.jsonl"
 DEFAULT_CONCURRENCY = 8
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -246,54 +245,16 @@ def result_line(query_id: str, outcome: SegmentationResult | RevsegError, second
 
 
 class ResultsLog:
-    """``results.jsonl``: one JSON line per finished query, appended atomically."""
+    """``results.jsonl``: one JSON line per finished query, on a crash-safe :class:`~revseg.jsonl.AppendLog`."""
 
     def __init__(self, path: str | Path, *, fsync: bool = True) -> None:
         self.path = Path(path)
-        self.fsync = fsync
+        self._log = AppendLog(self.path, fsync=fsync)
 
     def done_ids(self) -> set[str]:
         """Ids with a complete line (a torn last line from a crash does not count)."""
-        if not self.path.exists():
-            return set()
-        done = set()
-        with self.path.open("rb") as f:
-            for line in f:
-                if not line.endswith(b"\n"):
-                    break
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and isinstance(record.get("id"), str):
-                    done.add(record["id"])
-        return done
+        return {r["id"] for _, r in self._log.read() if isinstance(r, dict) and isinstance(r.get("id"), str)}
 
     def append(self, record: dict[str, Any]) -> None:
         """Append one record as one line; a crash leaves at most a torn tail, cut off next time."""
-        import fcntl
-
-        payload = (json.dumps(record, ensure_ascii=False) + "\n").encode()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                _cut_torn_tail(fd)
-                view = memoryview(payload)
-                while view:
-                    view = view[os.write(fd, view) :]
-                if self.fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)  # closing releases the lock
-        except OSError as exc:
-            raise OutputError(f"cannot append to {self.path}: {exc.strerror or exc}") from exc
-
-
-def _cut_torn_tail(fd: int) -> None:
-    size = os.fstat(fd).st_size
-    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return
-    data = os.pread(fd, size, 0)
-    os.ftruncate(fd, data.rfind(b"\n") + 1)
+        self._log.append_json(record)

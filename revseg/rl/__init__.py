@@ -3,7 +3,7 @@
 The flow is collect -> train -> collect: :func:`~revseg.rl.collect.collect` runs the chain
 n times per (video, query) with sampling on, scores each run against ground truth
 (:mod:`revseg.rl.rewards`) and appends the groups to a
-:class:`~revseg.trajectory.TrajectoryStore`; :func:`~revseg.rl.train.train` rebuilds every
+:class:`~revseg.trajectory_store.TrajectoryStore`; :func:`~revseg.rl.train.train` rebuilds every
 recorded turn through the real processor and takes GRPO steps (:mod:`revseg.rl.grpo`).
 
 Names are imported on first use, so ``import revseg.rl`` loads no torch.
