@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from revseg.errors import RevsegError
 from revseg.rl.groundtruth import GroundTruth, MaskGroundTruth
 from revseg.rl.rewards import RewardConfig, score
-from revseg.settings import ChainSettings, SamplingParams
+from revseg.settings import DEFAULT_COLLECT_SAMPLING, ChainSettings, SamplingParams
 from revseg.trajectory import Trajectory
 from revseg.trajectory_store import TrajectoryStore
 
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_COLLECT_SAMPLING = SamplingParams(temperature=1.0, top_p=1.0)
 """Sampling on, untruncated: behaviour log-probs then equal the model's own tempered distribution."""
 
 
