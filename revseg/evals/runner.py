@@ -24,7 +24,6 @@ import fcntl
 import json
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -61,15 +60,6 @@ RETRYABLE = frozenset({ERROR_STATUS, Status.POLICY_ERROR.value})
 """Statuses ``retry_errors`` runs again: failures of the machinery, not answers of the model."""
 
 ResultCallback = Callable[[int, int, dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where an evaluation stands: samples selected, finished before this run, finished now."""
-
-    total: int
-    already_done: int
-    done_now: int
 
 
 class RunStore:
