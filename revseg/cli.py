@@ -359,8 +359,8 @@ def report_command(
     Pages of unchanged trajectories are kept from the last build, so rerunning on a
     growing store only renders the new runs. Open OUT/index.html in a browser.
     """
-    from revseg.tools.report import ReportOptions
-    from revseg.tools.report_index import build_index
+    from revseg.reports.index import build_index
+    from revseg.reports.page import ReportOptions
 
     result = build_index(
         source,

@@ -338,7 +338,7 @@ class ReVSegAgent:
             yield build_graph(checkpointer=saver, review=self.review)
 
     def _write_report(self, trajectory: Trajectory, out: Path) -> Path:
-        from revseg.tools.report import ReportOptions, write_report
+        from revseg.reports.page import ReportOptions, write_report
 
         options = ReportOptions(frame_backend=self.context.frame_backend)
         return write_report(trajectory, out / REPORT_FILE, base_dir=out, options=options)
