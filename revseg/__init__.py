@@ -11,12 +11,13 @@ The public names are imported lazily: ``import revseg`` loads no torch, transfor
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from revseg._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
-_LAZY = {
+_EXPORTS = {
     "ReVSegAgent": "revseg.agents",
     "SegmentationResult": "revseg.agents",
     "segment": "revseg.agents",
@@ -43,11 +44,7 @@ if TYPE_CHECKING:
     from revseg.trajectory import Status, Trajectory
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'revseg' has no attribute '{name}'")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 __all__ = [

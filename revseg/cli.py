@@ -11,6 +11,7 @@ import typer
 
 from revseg.errors import RevsegError
 from revseg.policies import DEFAULT_POLICY
+from revseg.settings import DEFAULT_COLLECT_SAMPLING, DEFAULT_SAMPLING, PAPER_SETTINGS
 from revseg.tools.trackers import DEFAULT_TRACKER
 
 app = typer.Typer(
@@ -80,17 +81,17 @@ def segment(
     query: Annotated[str, typer.Argument(help="What to segment, as free text; may be implicit reasoning.")],
     policy: PolicyOpt = DEFAULT_POLICY,
     tracker: TrackerOpt = DEFAULT_TRACKER,
-    frames: FramesOpt = 16,
+    frames: FramesOpt = PAPER_SETTINGS.num_frames,
     out: Annotated[
         Path | None, typer.Option(help="Output folder (default: revseg-out/<video name>).", show_default=False)
     ] = None,
     base_url: BaseUrlOpt = None,
     box_convention: BoxConventionOpt = None,
     device: DeviceOpt = None,
-    temperature: TemperatureOpt = 0.0,
-    top_p: TopPOpt = 1.0,
+    temperature: TemperatureOpt = DEFAULT_SAMPLING.temperature,
+    top_p: TopPOpt = DEFAULT_SAMPLING.top_p,
     top_k: TopKOpt = None,
-    max_new_tokens: MaxNewTokensOpt = 1024,
+    max_new_tokens: MaxNewTokensOpt = DEFAULT_SAMPLING.max_new_tokens,
     seed: SeedOpt = None,
     frame_backend: FrameBackendOpt = "auto",
     overlay: Annotated[bool, typer.Option(help="Write overlay.mp4 with masks and the keyframe box.")] = True,
@@ -114,7 +115,9 @@ def segment(
     agent = ReVSegAgent(
         policy,
         tracker,
-        **_chain_options(frames, temperature, top_p, top_k, max_new_tokens, seed),
+        **_chain_options(
+            frames, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed
+        ),
         frame_backend=frame_backend,
         progress=progress,
         overlay=overlay,
@@ -218,7 +221,7 @@ def segment_batch(
     resume: Annotated[bool, typer.Option(help="Skip the ids already in OUT/results.jsonl.")] = False,
     policy: PolicyOpt = DEFAULT_POLICY,
     tracker: TrackerOpt = DEFAULT_TRACKER,
-    frames: FramesOpt = 16,
+    frames: FramesOpt = PAPER_SETTINGS.num_frames,
     base_url: BaseUrlOpt = None,
     timeout: Annotated[float, typer.Option(min=0.01, help="openai: seconds before a request is retried.")] = 120.0,
     max_retries: Annotated[
@@ -226,10 +229,10 @@ def segment_batch(
     ] = 3,
     box_convention: BoxConventionOpt = None,
     device: DeviceOpt = None,
-    temperature: TemperatureOpt = 0.0,
-    top_p: TopPOpt = 1.0,
+    temperature: TemperatureOpt = DEFAULT_SAMPLING.temperature,
+    top_p: TopPOpt = DEFAULT_SAMPLING.top_p,
     top_k: TopKOpt = None,
-    max_new_tokens: MaxNewTokensOpt = 1024,
+    max_new_tokens: MaxNewTokensOpt = DEFAULT_SAMPLING.max_new_tokens,
     seed: SeedOpt = None,
     frame_backend: FrameBackendOpt = "auto",
     overlay: Annotated[bool, typer.Option(help="Write overlay.mp4 per query (off in batches by default).")] = False,
@@ -256,7 +259,9 @@ def segment_batch(
     agent = ReVSegAgent(
         policy,
         tracker,
-        **_chain_options(frames, temperature, top_p, top_k, max_new_tokens, seed),
+        **_chain_options(
+            frames, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed
+        ),
         frame_backend=frame_backend,
         overlay=overlay,
         report=report,
@@ -282,16 +287,14 @@ def segment_batch(
         raise typer.Exit(1)
 
 
-def _chain_options(
-    frames: int, temperature: float, top_p: float, top_k: int | None, max_new_tokens: int, seed: int | None
-) -> dict[str, Any]:
-    """The ``settings`` and ``sampling`` an agent gets from the shared chain and sampling flags."""
+def _chain_options(frames: int, **sampling: Any) -> dict[str, Any]:
+    """The ``settings`` and ``sampling`` an agent, an eval spec or a collection gets from the flags.
+
+    Sampling fields a command has no flag for keep :class:`~revseg.settings.SamplingParams`' defaults.
+    """
     from revseg.settings import ChainSettings, SamplingParams
 
-    sampling = SamplingParams(
-        temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed
-    )
-    return {"settings": ChainSettings(num_frames=frames), "sampling": sampling}
+    return {"settings": ChainSettings(num_frames=frames), "sampling": SamplingParams(**sampling)}
 
 
 def _policy_options(policy: str, **options: Any) -> dict[str, Any]:
@@ -356,8 +359,8 @@ def report_command(
     Pages of unchanged trajectories are kept from the last build, so rerunning on a
     growing store only renders the new runs. Open OUT/index.html in a browser.
     """
-    from revseg.tools.report import ReportOptions
-    from revseg.tools.report_index import build_index
+    from revseg.reports.index import build_index
+    from revseg.reports.page import ReportOptions
 
     result = build_index(
         source,
@@ -422,12 +425,12 @@ def eval_command(
         ),
     ] = None,
     exclude_videos: ExcludeOpt = None,
-    frames: FramesOpt = 16,
+    frames: FramesOpt = PAPER_SETTINGS.num_frames,
     base_url: BaseUrlOpt = None,
     box_convention: BoxConventionOpt = None,
     device: DeviceOpt = None,
-    temperature: TemperatureOpt = 0.0,
-    max_new_tokens: MaxNewTokensOpt = 1024,
+    temperature: TemperatureOpt = DEFAULT_SAMPLING.temperature,
+    max_new_tokens: MaxNewTokensOpt = DEFAULT_SAMPLING.max_new_tokens,
     seed: SeedOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-sample progress lines.")] = False,
 ) -> None:
@@ -439,7 +442,6 @@ def eval_command(
     Ctrl-C, rerun with --resume: finished samples are kept, the rest run.
     """
     from revseg.evals import AgentSpec, evaluate, get_benchmark
-    from revseg.settings import ChainSettings, SamplingParams
 
     bench = get_benchmark(benchmark, data_root, split, exclude_videos=_read_ids(exclude_videos))
     out_dir = out or Path("revseg-eval") / f"{bench.name}-{bench.split}"
@@ -448,8 +450,7 @@ def eval_command(
         tracker=tracker,
         policy_options=_policy_options(policy, base_url=base_url, box_convention=box_convention, device=device),
         tracker_options={"device": device} if device else {},
-        settings=ChainSettings(num_frames=frames),
-        sampling=SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed),
+        **_chain_options(frames, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed),
     )
     total = len(bench.samples())
     _say(not quiet, f"{bench.title} {bench.split}: {total} samples -> {out_dir}")
@@ -529,10 +530,14 @@ def collect_command(
     workers: Annotated[int, typer.Option(min=1, help="Groups in flight at once.")] = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Skip items whose group is already whole in OUT.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first K items not yet collected.")] = None,
-    frames: FramesOpt = 16,
-    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature (on for GRPO groups).")] = 1.0,
-    top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus mass; below 1, truncated log-probs.")] = 1.0,
-    max_new_tokens: MaxNewTokensOpt = 1024,
+    frames: FramesOpt = PAPER_SETTINGS.num_frames,
+    temperature: Annotated[
+        float, typer.Option(min=0.0, help="Sampling temperature (on for GRPO groups).")
+    ] = DEFAULT_COLLECT_SAMPLING.temperature,
+    top_p: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Nucleus mass; below 1, truncated log-probs.")
+    ] = DEFAULT_COLLECT_SAMPLING.top_p,
+    max_new_tokens: MaxNewTokensOpt = DEFAULT_SAMPLING.max_new_tokens,
     seed: Annotated[int | None, typer.Option(help="Base seed: each rollout's seed derives from it.")] = None,
     temporal: Annotated[str, typer.Option(help="Temporal reward: soft (paper), binary or none.")] = "soft",
     base_url: BaseUrlOpt = None,
@@ -556,7 +561,6 @@ def collect_command(
     from revseg.policies import build_policy
     from revseg.rl.collect import benchmark_items, collect
     from revseg.rl.rewards import RewardConfig
-    from revseg.settings import ChainSettings, SamplingParams
     from revseg.tools.trackers import build_tracker
 
     items = benchmark_items(
@@ -581,8 +585,7 @@ def collect_command(
         built,
         out,
         group_size=group_size,
-        sampling=SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens),
-        settings=ChainSettings(num_frames=frames),
+        **_chain_options(frames, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens),
         tracker=built_tracker,
         reward_config=RewardConfig(temporal=temporal),  # type: ignore[arg-type]
         workers=workers,
@@ -727,7 +730,7 @@ def replay_command(
 ) -> None:
     """List a store's trajectories, or show one turn by turn (prompts, answers, tokens, parses, rewards)."""
     from revseg.rl.replay import describe, list_lines
-    from revseg.trajectory import TrajectoryStore
+    from revseg.trajectory_store import TrajectoryStore
 
     trajectories = TrajectoryStore(store)
     if run_id is not None:

@@ -49,3 +49,13 @@ class SamplingParams(BaseModel):
     def greedy(self) -> bool:
         """True when decoding is deterministic (temperature 0)."""
         return self.temperature == 0.0
+
+
+PAPER_SETTINGS = ChainSettings()
+"""The paper's chain settings: the defaults every CLI command and the server read."""
+
+DEFAULT_SAMPLING = SamplingParams()
+"""Greedy decoding, for single runs, batches and evaluation."""
+
+DEFAULT_COLLECT_SAMPLING = SamplingParams(temperature=1.0)
+"""Sampling on, so the rollouts of one GRPO group differ."""

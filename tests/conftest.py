@@ -113,7 +113,7 @@ def small_clip(tmp_path_factory: pytest.TempPathFactory, bikes_mp4: Path) -> Pat
 @pytest.fixture(scope="session")
 def report_runs(tmp_path_factory: pytest.TempPathFactory, small_clip: Path) -> dict:
     """Scripted runs through the real agent, one per way a run ends plus a hostile answer, with their report.html."""
-    from tests.tools.report_cases import scripted_cases
+    from tests.reports.report_cases import scripted_cases
 
     return scripted_cases(small_clip, tmp_path_factory.mktemp("report-runs"))
 
@@ -121,7 +121,7 @@ def report_runs(tmp_path_factory: pytest.TempPathFactory, small_clip: Path) -> d
 @pytest.fixture(scope="session")
 def real_report_run(tmp_path_factory: pytest.TempPathFactory, small_clip: Path, tiny_sam2_spec: str) -> object:
     """A real run (API policy via the local chat server, tiny SAM2) and its report.html."""
-    from tests.tools.report_cases import real_run
+    from tests.reports.report_cases import real_run
 
     return real_run(small_clip, tiny_sam2_spec, tmp_path_factory.mktemp("report-real") / "out")
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from revseg.agents import SegmentationResult
-from revseg.tools.report_index import build_index
+from revseg.reports.index import build_index
 
 
 def _find(*names: str) -> str | None:

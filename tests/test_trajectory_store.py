@@ -13,7 +13,8 @@ import pytest
 
 from revseg.errors import StoreError
 from revseg.policies.parsing import parse_box_answer, parse_keyframe_answer
-from revseg.trajectory import SCHEMA_VERSION, Status, Trajectory, TrajectoryStore
+from revseg.trajectory import SCHEMA_VERSION, Status, Trajectory
+from revseg.trajectory_store import TrajectoryStore
 from tests.rl.factories import STRICT_T2, make_trajectory, turn1
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,7 +120,7 @@ def test_a_folder_that_is_not_a_store_says_so(tmp_path: Path) -> None:
 _WRITER = textwrap.dedent(
     """
     import sys
-    from revseg.trajectory import TrajectoryStore
+    from revseg.trajectory_store import TrajectoryStore
     from tests.rl.factories import make_trajectory, turn1
 
     root, who, groups, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

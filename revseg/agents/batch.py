@@ -8,57 +8,34 @@ never raise here: the graph records them as the query's ``policy_error`` status.
 A batch file is JSON Lines, one ``{"id": ..., "video": ..., "query": ...}`` per line.
 :func:`read_batch_file` checks every line (ids unique and safe as folder names, video and
 query present) and reports all bad lines at once with their numbers. :class:`ResultsLog`
-appends one line per finished query to ``results.jsonl``: one ``os.write`` on an
-``O_APPEND`` descriptor under an exclusive ``flock``, after cutting a torn tail left by a
-crash, so no line is lost, torn or duplicated, and ``--resume`` skips the ids it holds.
+appends one line per finished query to ``results.jsonl`` through the crash-safe
+:class:`~revseg.jsonl.AppendLog`, so no line is lost, torn or duplicated, and ``--resume``
+skips the ids it holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from revseg.errors import InputError, OutputError, RevsegError
+from revseg.agents.request import RunRequest, SegmentationResult
+from revseg.errors import InputError, RevsegError
+from revseg.jsonl import RESULTS_FILE, AppendLog
 
-if TYPE_CHECKING:
-    from revseg.agents.revseg_agent import ReVSegAgent, SegmentationResult
-
-RESULTS_FILE = "results.jsonl"
 DEFAULT_CONCURRENCY = 8
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-@dataclass(frozen=True)
-class BatchQuery:
-    """One query of a batch: a video, what to segment, and optionally where and under which id."""
-
-    video: str | Path
-    query: str
-    out_dir: str | Path | None = None
-    query_id: str | None = None
-    group_id: str | None = None
-
-    @classmethod
-    def coerce(cls, item: BatchQuery | tuple[Any, ...]) -> BatchQuery:
-        """Accept ``BatchQuery`` or a ``(video, query)`` / ``(video, query, out_dir)`` tuple."""
-        if isinstance(item, BatchQuery):
-            return item
-        if isinstance(item, tuple) and len(item) in (2, 3):
-            return cls(*item)
-        raise InputError(f"a batch item must be (video, query), (video, query, out_dir) or BatchQuery, not {item!r}")
-
-
 async def run_pool(
-    queries: Iterable[BatchQuery],
-    run_one: Callable[[BatchQuery], Awaitable[SegmentationResult]],
+    queries: Iterable[RunRequest],
+    run_one: Callable[[RunRequest], Awaitable[SegmentationResult]],
     concurrency: int = DEFAULT_CONCURRENCY,
-) -> AsyncIterator[tuple[int, BatchQuery, SegmentationResult | RevsegError]]:
+) -> AsyncIterator[tuple[int, RunRequest, SegmentationResult | RevsegError]]:
     """Yield ``(index, query, result or error)`` as each query finishes, ``concurrency`` at a time.
 
     ``concurrency`` workers pull from ``queries`` lazily, so a long batch never holds more
@@ -68,17 +45,17 @@ async def run_pool(
     if concurrency < 1:
         raise InputError(f"concurrency must be at least 1, got {concurrency}")
     pending = enumerate(queries)
-    finished: asyncio.Queue[tuple[int, BatchQuery, SegmentationResult | RevsegError] | BaseException | None]
+    finished: asyncio.Queue[tuple[int, RunRequest, SegmentationResult | RevsegError] | BaseException | None]
     finished = asyncio.Queue()
 
     async def worker() -> None:
         try:
-            for index, query in pending:  # one shared iterator: each item goes to exactly one worker
+            for index, request in pending:  # one shared iterator: each item goes to exactly one worker
                 try:
-                    outcome: SegmentationResult | RevsegError = await run_one(query)
+                    outcome: SegmentationResult | RevsegError = await run_one(request)
                 except RevsegError as exc:
                     outcome = exc
-                await finished.put((index, query, outcome))
+                await finished.put((index, request, outcome))
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
             await finished.put(exc)
         finally:
@@ -186,8 +163,18 @@ class BatchSummary:
         return sum(n for status, n in self.statuses.items() if status not in ("ok", "no_target"))
 
 
+class BatchRunner(Protocol):
+    """What :func:`run_batch_file` needs of an agent (:class:`~revseg.agents.ReVSegAgent` is one)."""
+
+    def abatch_as_completed(
+        self, queries: Iterable[RunRequest], *, concurrency: int = ...
+    ) -> AsyncIterator[tuple[int, RunRequest, SegmentationResult | RevsegError]]:
+        """Run ``queries`` with at most ``concurrency`` in flight, yielding each outcome as it finishes."""
+        ...
+
+
 async def run_batch_file(
-    agent: ReVSegAgent,
+    agent: BatchRunner,
     batch_file: str | Path,
     out_dir: str | Path,
     *,
@@ -212,15 +199,15 @@ async def run_batch_file(
     todo = [line for line in lines if line.id not in done]
     started: dict[str, float] = {}
 
-    def queries() -> Iterable[BatchQuery]:
+    def requests() -> Iterable[RunRequest]:
         for line in todo:
             started[line.id] = time.perf_counter()
-            yield BatchQuery(line.video, line.query, out_dir=out / line.id, query_id=line.id)
+            yield RunRequest(line.video, line.query, out_dir=out / line.id, query_id=line.id)
 
     statuses: dict[str, int] = {}
-    async for _, query, outcome in agent.abatch_as_completed(queries(), concurrency=concurrency):
-        assert query.query_id is not None
-        record = result_line(query.query_id, outcome, time.perf_counter() - started[query.query_id])
+    async for _, request, outcome in agent.abatch_as_completed(requests(), concurrency=concurrency):
+        assert request.query_id is not None
+        record = result_line(request.query_id, outcome, time.perf_counter() - started[request.query_id])
         log.append(record)
         statuses[record["status"]] = statuses.get(record["status"], 0) + 1
         if on_result is not None:
@@ -246,54 +233,16 @@ def result_line(query_id: str, outcome: SegmentationResult | RevsegError, second
 
 
 class ResultsLog:
-    """``results.jsonl``: one JSON line per finished query, appended atomically."""
+    """``results.jsonl``: one JSON line per finished query, on a crash-safe :class:`~revseg.jsonl.AppendLog`."""
 
     def __init__(self, path: str | Path, *, fsync: bool = True) -> None:
         self.path = Path(path)
-        self.fsync = fsync
+        self._log = AppendLog(self.path, fsync=fsync)
 
     def done_ids(self) -> set[str]:
         """Ids with a complete line (a torn last line from a crash does not count)."""
-        if not self.path.exists():
-            return set()
-        done = set()
-        with self.path.open("rb") as f:
-            for line in f:
-                if not line.endswith(b"\n"):
-                    break
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and isinstance(record.get("id"), str):
-                    done.add(record["id"])
-        return done
+        return {r["id"] for _, r in self._log.read() if isinstance(r, dict) and isinstance(r.get("id"), str)}
 
     def append(self, record: dict[str, Any]) -> None:
         """Append one record as one line; a crash leaves at most a torn tail, cut off next time."""
-        import fcntl
-
-        payload = (json.dumps(record, ensure_ascii=False) + "\n").encode()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                _cut_torn_tail(fd)
-                view = memoryview(payload)
-                while view:
-                    view = view[os.write(fd, view) :]
-                if self.fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)  # closing releases the lock
-        except OSError as exc:
-            raise OutputError(f"cannot append to {self.path}: {exc.strerror or exc}") from exc
-
-
-def _cut_torn_tail(fd: int) -> None:
-    size = os.fstat(fd).st_size
-    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return
-    data = os.pread(fd, size, 0)
-    os.ftruncate(fd, data.rfind(b"\n") + 1)
+        self._log.append_json(record)

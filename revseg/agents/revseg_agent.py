@@ -16,13 +16,12 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from revseg.agents.batch import DEFAULT_CONCURRENCY, BatchQuery, run_pool
+from revseg.agents.batch import DEFAULT_CONCURRENCY, run_pool
+from revseg.agents.request import RunRequest, SegmentationResult
 from revseg.errors import InputError, OutputError, RevsegError, VideoError
 from revseg.graphs import ChainContext, ChainInput, build_graph, trajectory_from_state
 from revseg.graphs.nodes.review import apply_decision
@@ -33,11 +32,9 @@ from revseg.tools.trackers.base import Tracker
 from revseg.trajectory import Status, Trajectory
 
 if TYPE_CHECKING:
-    import numpy as np
     from langchain_core.tools import BaseTool
     from langgraph.graph.state import CompiledStateGraph
 
-    from revseg.tools.masks import MaskSequence
 
 TRAJECTORY_FILE = "trajectory.json"
 OVERLAY_FILE = "overlay.mp4"
@@ -45,58 +42,6 @@ REPORT_FILE = "report.html"
 STREAM_MODES: list[Literal["updates", "values", "tasks"]] = ["updates", "values", "tasks"]
 _T = TypeVar("_T")
 CheckpointerSpec = Any  # a LangGraph saver, an SQLite file path, a postgresql:// URL, True (default file) or None
-
-
-@dataclass(frozen=True)
-class SegmentationResult:
-    """What one run produced: the trajectory and where its artefacts are on disk.
-
-    Masks stay on disk (PNG per frame plus RLE in ``masks.json``) and are decoded on
-    demand, so a long video's result costs no memory until a frame is asked for.
-    """
-
-    trajectory: Trajectory
-    out_dir: Path
-    thread_id: str | None = None
-    review: dict[str, Any] | None = None  # what a paused run asks a person (status pending_review)
-
-    @property
-    def status(self) -> Status:
-        """How the run ended."""
-        return self.trajectory.status
-
-    @property
-    def ok(self) -> bool:
-        """True when the run produced a prediction (a mask track or an explicit no-target)."""
-        return not self.trajectory.status.failed
-
-    @property
-    def keyframe_index(self) -> int | None:
-        """The keyframe in original-frame indices."""
-        return self.trajectory.keyframe_index
-
-    @property
-    def boxes(self) -> list[tuple[float, float, float, float]]:
-        """Every grounded box, in original-frame pixels."""
-        return [t.box for t in self.trajectory.targets if t.box is not None]
-
-    @property
-    def has_masks(self) -> bool:
-        """True when masks were written (not after a failure or with ``--tracker none``)."""
-        return "masks_json" in self.trajectory.outputs
-
-    @cached_property
-    def masks(self) -> MaskSequence | None:
-        """Every frame's masks, decoded on demand from ``masks.json``; None when no masks were written."""
-        from revseg.tools.masks import read_masks_json
-
-        return read_masks_json(self.trajectory.outputs["masks_json"]) if self.has_masks else None
-
-    def mask(self, frame_index: int) -> np.ndarray:
-        """The union mask (H, W) bool of every target on one frame."""
-        if self.masks is None:
-            raise OutputError(f"run in {self.out_dir} has no masks (status: {self.status.value})")
-        return self.masks.union(frame_index)
 
 
 class ReVSegAgent:
@@ -200,7 +145,7 @@ class ReVSegAgent:
         """
         async with self._graph_scope() as graph:
             return await self._arun(
-                graph, BatchQuery(video, query, out_dir, query_id, group_id), thread_id, on_step, on_start
+                graph, RunRequest(video, query, out_dir, query_id, group_id), thread_id, on_step, on_start
             )
 
     def resume(
@@ -252,12 +197,12 @@ class ReVSegAgent:
                     raise InputError(f"run {thread_id!r} waits for a {stage} review: pass decision={{}} to accept")
                 apply_decision(stage, values, decision)  # a bad decision fails here, before it is saved
                 inputs = Command(resume={pending.id: decision})  # keyed by interrupt: {} is then a value
-            query = BatchQuery(values["video_path"], values["query"], values["out_dir"], query_id, group_id)
-            return await self._stream(graph, inputs, query, Path(values["out_dir"]), thread_id, on_step, on_start)
+            request = RunRequest(values["video_path"], values["query"], values["out_dir"], query_id, group_id)
+            return await self._stream(graph, inputs, request, Path(values["out_dir"]), thread_id, on_step, on_start)
 
     async def abatch(
         self,
-        queries: Iterable[BatchQuery | tuple[Any, ...]],
+        queries: Iterable[RunRequest | tuple[Any, ...]],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         out_dir: str | Path | None = None,
@@ -268,7 +213,7 @@ class ReVSegAgent:
         result; policy faults are results with status ``policy_error``. With ``out_dir``
         each query writes to ``out_dir/<query_id or index>``.
         """
-        items = [BatchQuery.coerce(q) for q in queries]
+        items = [RunRequest.coerce(q) for q in queries]
         outcomes: list[SegmentationResult | RevsegError | None] = [None] * len(items)
         async for index, _, outcome in self.abatch_as_completed(items, concurrency=concurrency, out_dir=out_dir):
             outcomes[index] = outcome
@@ -277,7 +222,7 @@ class ReVSegAgent:
 
     def batch(
         self,
-        queries: Iterable[BatchQuery | tuple[Any, ...]],
+        queries: Iterable[RunRequest | tuple[Any, ...]],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         out_dir: str | Path | None = None,
@@ -287,20 +232,20 @@ class ReVSegAgent:
 
     async def abatch_as_completed(
         self,
-        queries: Iterable[BatchQuery | tuple[Any, ...]],
+        queries: Iterable[RunRequest | tuple[Any, ...]],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         out_dir: str | Path | None = None,
-    ) -> AsyncIterator[tuple[int, BatchQuery, SegmentationResult | RevsegError]]:
+    ) -> AsyncIterator[tuple[int, RunRequest, SegmentationResult | RevsegError]]:
         """Like :meth:`abatch`, yielding ``(index, query, outcome)`` as each query finishes."""
         root = Path(out_dir) if out_dir is not None else None
 
-        def placed() -> Iterable[BatchQuery]:
+        def placed() -> Iterable[RunRequest]:
             for index, item in enumerate(queries):
-                query = BatchQuery.coerce(item)
-                if query.out_dir is None and root is not None:
-                    query = dataclasses.replace(query, out_dir=root / (query.query_id or f"{index:05d}"))
-                yield query
+                request = RunRequest.coerce(item)
+                if request.out_dir is None and root is not None:
+                    request = dataclasses.replace(request, out_dir=root / (request.query_id or f"{index:05d}"))
+                yield request
 
         async with self._graph_scope() as graph:
             async for item in run_pool(placed(), lambda q: self._arun(graph, q, None, None, None), concurrency):
@@ -317,29 +262,29 @@ class ReVSegAgent:
     async def _arun(
         self,
         graph: CompiledStateGraph[Any, Any, Any, Any],
-        query: BatchQuery,
+        request: RunRequest,
         thread_id: str | None,
         on_step: Callable[[str, dict[str, Any]], None] | None,
         on_start: Callable[[str], None] | None,
     ) -> SegmentationResult:
-        video_path = Path(query.video)
+        video_path = Path(request.video)
         if not video_path.exists():
             raise VideoError(f"{video_path}: no such file or folder")
-        out = Path(query.out_dir) if query.out_dir is not None else Path(tempfile.mkdtemp(prefix="revseg-"))
+        out = Path(request.out_dir) if request.out_dir is not None else Path(tempfile.mkdtemp(prefix="revseg-"))
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create output folder {out}: {exc.strerror or exc}") from exc
         if thread_id is None and self.checkpointer is not None:
             thread_id = uuid.uuid4().hex
-        inputs = ChainInput(video_path=str(video_path), query=query.query, out_dir=str(out))
-        return await self._stream(graph, inputs, query, out, thread_id, on_step, on_start)
+        inputs = ChainInput(video_path=str(video_path), query=request.query, out_dir=str(out))
+        return await self._stream(graph, inputs, request, out, thread_id, on_step, on_start)
 
     async def _stream(
         self,
         graph: CompiledStateGraph[Any, Any, Any, Any],
         inputs: Any,
-        query: BatchQuery,
+        request: RunRequest,
         out: Path,
         thread_id: str | None,
         on_step: Callable[[str, dict[str, Any]], None] | None,
@@ -357,15 +302,15 @@ class ReVSegAgent:
                         on_step(node, update or {})
             elif part["type"] == "tasks" and on_start is not None and "input" in part["data"]:
                 on_start(part["data"]["name"])
-        ids = {"query_id": query.query_id, "group_id": query.group_id}
+        ids = {"query_id": request.query_id, "group_id": request.group_id}
         if config is not None:
             snapshot = await graph.aget_state(config)
             if snapshot.interrupts:
                 trajectory = trajectory_from_state(dict(snapshot.values), self.context, **ids)
-                request = snapshot.interrupts[0].value
+                question = snapshot.interrupts[0].value
                 trajectory.status = Status.PENDING_REVIEW
-                trajectory.reason = f"waiting for a {request.get('stage')} review of thread {thread_id}"
-                return SegmentationResult(trajectory=trajectory, out_dir=out, thread_id=thread_id, review=request)
+                trajectory.reason = f"waiting for a {question.get('stage')} review of thread {thread_id}"
+                return SegmentationResult(trajectory=trajectory, out_dir=out, thread_id=thread_id, review=question)
         trajectory = trajectory_from_state(state, self.context, **ids)
         await asyncio.to_thread(self._finish, trajectory, out)
         return SegmentationResult(trajectory=trajectory, out_dir=out, thread_id=thread_id)
@@ -393,7 +338,7 @@ class ReVSegAgent:
             yield build_graph(checkpointer=saver, review=self.review)
 
     def _write_report(self, trajectory: Trajectory, out: Path) -> Path:
-        from revseg.tools.report import ReportOptions, write_report
+        from revseg.reports.page import ReportOptions, write_report
 
         options = ReportOptions(frame_backend=self.context.frame_backend)
         return write_report(trajectory, out / REPORT_FILE, base_dir=out, options=options)

@@ -20,7 +20,8 @@ from revseg.errors import RevsegError
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
 
-    from revseg.agents.revseg_agent import ReVSegAgent, SegmentationResult
+    from revseg.agents.request import SegmentationResult
+    from revseg.agents.revseg_agent import ReVSegAgent
 
 DESCRIPTION = (
     "Find and segment one object in a video from a description in words, which may need reasoning "

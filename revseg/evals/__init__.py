@@ -13,10 +13,11 @@ Names load lazily; ``revseg.evals.metrics`` holds ``jaccard`` and ``boundary_f``
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-_LAZY = {
+from revseg._lazy import lazy_getattr
+
+_EXPORTS = {
     "BENCHMARKS": "revseg.evals.benchmarks",
     "get_benchmark": "revseg.evals.benchmarks",
     "Benchmark": "revseg.evals.base",
@@ -41,11 +42,7 @@ if TYPE_CHECKING:
     from revseg.evals.workers import AgentSpec
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'revseg.evals' has no attribute '{name}'")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 __all__ = [

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from revseg.errors import DatasetError
+from revseg.evals.tables import PaperRow, Table, mean_row, paper_rows
 from revseg.tools.readers.folder import natural_key
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from revseg.evals.report import Table
     from revseg.evals.scoring import SampleScore
 
 
@@ -78,17 +78,6 @@ class GroundTruth:
     def shape(self) -> tuple[int, int]:
         """(height, width) of every frame."""
         return int(self.masks.shape[1]), int(self.masks.shape[2])
-
-
-@dataclass(frozen=True)
-class PaperRow:
-    """The ReVSeg paper's published numbers (percent) for one row of a table, for comparison."""
-
-    label: str
-    J: float | None = None
-    F: float | None = None
-    JF: float | None = None
-    note: str = ""
 
 
 class Benchmark:
@@ -167,8 +156,6 @@ class Benchmark:
 
     def tables(self, scores: Sequence[SampleScore]) -> list[Table]:
         """The benchmark's result tables from per-sample scores; default: one row, the mean over samples."""
-        from revseg.evals.report import Table, mean_row, paper_rows
-
         rows = [mean_row("all", scores, self.extra_metrics), *paper_rows(self.paper)]
         notes = []
         if self.paper and self.paper_split and self.paper_split != self.split:

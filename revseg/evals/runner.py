@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -51,25 +49,17 @@ from revseg.evals.workers import (
     process_results,
     ray_results,
 )
+from revseg.jsonl import RESULTS_FILE, AppendLog
 from revseg.trajectory import Status
 
 RUN_JSON = "run.json"
-RESULTS_JSONL = "results.jsonl"
+RESULTS_JSONL = RESULTS_FILE
 RUNS_DIR = "runs"
 LOCK_FILE = ".lock"
 RETRYABLE = frozenset({ERROR_STATUS, Status.POLICY_ERROR.value})
 """Statuses ``retry_errors`` runs again: failures of the machinery, not answers of the model."""
 
 ResultCallback = Callable[[int, int, dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where an evaluation stands: samples selected, finished before this run, finished now."""
-
-    total: int
-    already_done: int
-    done_now: int
 
 
 class RunStore:
@@ -80,8 +70,8 @@ class RunStore:
         self.predictions = self.out / PREDICTIONS_DIR
         self.runs = self.out / RUNS_DIR
         self.results_path = self.out / RESULTS_JSONL
+        self._results = AppendLog(self.results_path)
         self._lock: IO[str] | None = None
-        self._results: IO[str] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -129,10 +119,7 @@ class RunStore:
         return records
 
     def close(self) -> None:
-        """Close the results file and release the lock."""
-        if self._results is not None:
-            self._results.close()
-            self._results = None
+        """Release the lock."""
         if self._lock is not None:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
@@ -148,18 +135,7 @@ class RunStore:
 
     def records(self) -> dict[str, dict[str, Any]]:
         """Completion records by sample key (the last record of a key wins); torn lines are ignored."""
-        records: dict[str, dict[str, Any]] = {}
-        if not self.results_path.is_file():
-            return records
-        with self.results_path.open() as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and isinstance(record.get("key"), str) and line.endswith("\n"):
-                    records[record["key"]] = record
-        return records
+        return {r["key"]: r for _, r in self._results.read() if isinstance(r, dict) and isinstance(r.get("key"), str)}
 
     def clear(self, sample: Sample) -> None:
         """Remove whatever an unfinished attempt at a sample left behind."""
@@ -208,25 +184,8 @@ class RunStore:
         trajectory.save(run_dir / "trajectory.json")
 
     def _append(self, record: Mapping[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":")) + "\n"
-        try:
-            if self._results is None:
-                self._cut_torn_tail()
-                self._results = self.results_path.open("a")
-            self._results.write(line)
-            self._results.flush()
-            os.fsync(self._results.fileno())
-        except OSError as exc:
-            raise OutputError(f"cannot append to {self.results_path}: {exc.strerror or exc}") from exc
-
-    def _cut_torn_tail(self) -> None:
-        """Drop a last line without its newline (the process was killed inside ``write``): its sample reruns."""
-        if not self.results_path.is_file():
-            return
-        with self.results_path.open("rb+") as handle:
-            data = handle.read()
-            if data and not data.endswith(b"\n"):
-                handle.truncate(data.rfind(b"\n") + 1)
+        """One completion line, fsynced; a torn tail left by a crash is cut off first (its sample reruns)."""
+        self._results.append_json(record)
 
     @staticmethod
     def _write_json(path: Path, data: Any) -> None:

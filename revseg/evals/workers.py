@@ -98,13 +98,9 @@ class AgentSpec:
 
 def quiet_agent(policy: Any, tracker: Any, **options: Any) -> ReVSegAgent:
     """A ReVSegAgent that writes only what evaluation keeps: no overlay, no HTML report, no progress."""
-    import inspect
-
     from revseg.agents import ReVSegAgent
 
-    accepted = inspect.signature(ReVSegAgent.__init__).parameters
-    quiet: dict[str, Any] = {k: False for k in ("overlay", "report", "progress") if k in accepted}
-    return ReVSegAgent(policy, tracker, **quiet, **options)
+    return ReVSegAgent(policy, tracker, overlay=False, report=False, progress=False, **options)
 
 
 AgentFactory = AgentSpec | Callable[[], "ReVSegAgent"]

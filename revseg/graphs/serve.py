@@ -24,7 +24,7 @@ from typing import Any
 from revseg.graphs.build import build_graph
 from revseg.graphs.state import ChainContext
 from revseg.policies import DEFAULT_POLICY, Policy, build_policy
-from revseg.settings import ChainSettings, SamplingParams
+from revseg.settings import DEFAULT_SAMPLING, PAPER_SETTINGS, ChainSettings, SamplingParams
 from revseg.tools.frame_cache import ResizedFrameCache
 from revseg.tools.trackers import DEFAULT_TRACKER, build_tracker
 from revseg.tools.trackers.base import Tracker
@@ -43,9 +43,9 @@ class ServeContext:
     base_url: str | None = _env("OPENAI_BASE_URL")
     box_convention: str | None = None
     device: str | None = None
-    num_frames: int = 16
-    temperature: float = 0.0
-    max_new_tokens: int = 1024
+    num_frames: int = PAPER_SETTINGS.num_frames
+    temperature: float = DEFAULT_SAMPLING.temperature
+    max_new_tokens: int = DEFAULT_SAMPLING.max_new_tokens
     seed: int | None = None
     frame_backend: str = "auto"
     _built: ChainContext | None = field(default=None, init=False, repr=False)

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from revseg.errors import SpecError
 from revseg.policies.base import Generation, ImagePart, Message, Policy, TextPart
+from revseg.specs import bind_options, split_spec
 
 DEFAULT_POLICY = "hf:Qwen/Qwen2.5-VL-7B-Instruct"
 
@@ -24,13 +24,13 @@ PolicyFactory = Callable[..., Policy]
 def _hf(ref: str, spec: str, **options: Any) -> Policy:
     from revseg.policies.hf import HFPolicy
 
-    return HFPolicy.from_spec(ref, spec=spec, **options)
+    return HFPolicy.from_spec(ref, spec=spec, **bind_options(HFPolicy.from_spec, options, spec, kind="policy"))
 
 
 def _openai(ref: str, spec: str, **options: Any) -> Policy:
     from revseg.policies.openai import OpenAIPolicy
 
-    return OpenAIPolicy(ref, spec=spec, **options)
+    return OpenAIPolicy(ref, spec=spec, **bind_options(OpenAIPolicy, options, spec, kind="policy"))
 
 
 def _langchain(ref: str, spec: str, **options: Any) -> Policy:
@@ -42,16 +42,6 @@ def _langchain(ref: str, spec: str, **options: Any) -> Policy:
 POLICIES: dict[str, PolicyFactory] = {"hf": _hf, "openai": _openai, "langchain": _langchain}
 
 
-def split_spec(spec: str, known: dict[str, Any], kind: str) -> tuple[str, str]:
-    """Split ``scheme:ref`` and check the scheme; raise SpecError naming the known schemes."""
-    scheme, sep, ref = spec.partition(":")
-    if not sep or not ref:
-        raise SpecError(f"{kind} spec '{spec}' must look like SCHEME:REF, with SCHEME one of {', '.join(known)}")
-    if scheme not in known:
-        raise SpecError(f"unknown {kind} backend '{scheme}' in '{spec}'; known: {', '.join(known)}")
-    return scheme, ref
-
-
 def build_policy(spec: str = DEFAULT_POLICY, **options: Any) -> Policy:
     """Build a policy from its spec; ``options`` go to the backend (device, base_url, ...).
 
@@ -60,12 +50,7 @@ def build_policy(spec: str = DEFAULT_POLICY, **options: Any) -> Policy:
     """
     scheme, ref = split_spec(spec, POLICIES, "policy")
     options = {k: v for k, v in options.items() if v is not None}
-    try:
-        return POLICIES[scheme](ref, spec, **options)
-    except TypeError as exc:
-        if "unexpected keyword" in str(exc):
-            raise SpecError(f"policy backend '{scheme}' does not take an option: {exc}") from exc
-        raise
+    return POLICIES[scheme](ref, spec, **options)
 
 
 __all__ = [

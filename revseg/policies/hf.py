@@ -33,10 +33,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from revseg.devices import pick_device
 from revseg.errors import ModelLoadError, PolicyError, SpecError
 from revseg.hub import resolve_model_dir
-from revseg.policies.base import Generation, ImagePart, Message, TextPart
+from revseg.policies.base import Generation, Message
 from revseg.policies.tokens import closed_turn, end_of_turn_id, placeholder_token_ids, splice_history
+from revseg.policies.wire import wire_messages
 from revseg.settings import SamplingParams
 from revseg.trajectory import BoxConvention, PolicyInfo
 
@@ -72,28 +74,7 @@ def chat_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     Images become ``{"type": "image", "image": PIL}`` blocks in place; assistant history is
     passed as a plain string, which every Qwen template renders verbatim.
     """
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        if message.role == "assistant":
-            out.append({"role": "assistant", "content": message.text})
-            continue
-        content: list[dict[str, Any]] = []
-        for part in message.parts:
-            if isinstance(part, ImagePart):
-                content.append({"type": "image", "image": part.image})
-            elif isinstance(part, TextPart):
-                content.append({"type": "text", "text": part.text})
-        out.append({"role": message.role, "content": content})
-    return out
-
-
-def pick_device(device: str | None) -> str:
-    """``device`` as given, or ``cuda`` when a GPU is visible and ``cpu`` otherwise."""
-    import torch
-
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return wire_messages(messages, lambda part: {"type": "image", "image": part.image})
 
 
 def pick_dtype(dtype: str | None, device: str) -> torch.dtype:
@@ -184,7 +165,7 @@ class HFPolicy:
                 f"the hf policy needs a vision-language checkpoint: {_LOAD_HINT}"
             )
         convention = _box_convention(config.model_type, box_convention)
-        device = pick_device(device)
+        device = str(pick_device(device, what="policy"))
         torch_dtype = pick_dtype(dtype, device)
         attn = pick_attn_implementation(attn_implementation, device, torch_dtype)
         started = time.perf_counter()

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from revseg.errors import PolicyError, SpecError
-from revseg.policies.base import Generation, ImagePart, Message, TextPart
+from revseg.policies.base import Generation, ImagePart, Message
 from revseg.policies.images import EncodedImageCache, image_base64
+from revseg.policies.wire import content_blocks
 from revseg.settings import SamplingParams
 from revseg.trajectory import BoxConvention, PolicyInfo
 
@@ -36,6 +37,10 @@ def to_langchain_messages(
     """Convert our messages to langchain-core messages with standard image blocks (images before text)."""
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
+    def image_block(part: ImagePart) -> dict[str, Any]:
+        data, mime = cache.base64(part.image, image_format) if cache else image_base64(part.image, image_format)
+        return {"type": "image", "base64": data, "mime_type": mime}
+
     out: list[BaseMessage] = []
     for message in messages:
         if message.role == "assistant":
@@ -43,16 +48,7 @@ def to_langchain_messages(
         elif message.role == "system":
             out.append(SystemMessage(content=message.text))
         else:
-            blocks: list[str | dict[str, Any]] = []
-            for part in message.parts:
-                if isinstance(part, ImagePart):
-                    encoded = (
-                        cache.base64(part.image, image_format) if cache else image_base64(part.image, image_format)
-                    )
-                    data, mime = encoded
-                    blocks.append({"type": "image", "base64": data, "mime_type": mime})
-                elif isinstance(part, TextPart):
-                    blocks.append({"type": "text", "text": part.text})
+            blocks: list[str | dict[str, Any]] = [*content_blocks(message, image_block)]
             out.append(HumanMessage(content=blocks))
     return out
 

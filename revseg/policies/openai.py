@@ -36,9 +36,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from revseg.errors import MalformedResponseError, ModelLoadError, PolicyError, SpecError
-from revseg.policies.base import Generation, ImagePart, Message, TextPart
+from revseg.policies.base import Generation, Message
 from revseg.policies.images import EncodedImageCache, image_base64
 from revseg.policies.tokens import answer_token_ids
+from revseg.policies.wire import wire_messages
 from revseg.settings import SamplingParams
 from revseg.trajectory import BoxConvention, PolicyInfo, TokenSource
 
@@ -70,21 +71,10 @@ def to_openai_messages(
     messages: Sequence[Message], image_format: str = "png", cache: EncodedImageCache | None = None
 ) -> list[dict[str, Any]]:
     """Convert our messages to chat-completions messages (image parts before text, as sent)."""
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        if message.role == "assistant":
-            out.append({"role": "assistant", "content": message.text})
-            continue
-        content: list[dict[str, Any]] = []
-        for part in message.parts:
-            if isinstance(part, ImagePart):
-                content.append(
-                    {"type": "image_url", "image_url": {"url": encode_image(part.image, image_format, cache)}}
-                )
-            elif isinstance(part, TextPart):
-                content.append({"type": "text", "text": part.text})
-        out.append({"role": message.role, "content": content})
-    return out
+    return wire_messages(
+        messages,
+        lambda part: {"type": "image_url", "image_url": {"url": encode_image(part.image, image_format, cache)}},
+    )
 
 
 class OpenAIPolicy:

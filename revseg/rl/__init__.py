@@ -3,7 +3,7 @@
 The flow is collect -> train -> collect: :func:`~revseg.rl.collect.collect` runs the chain
 n times per (video, query) with sampling on, scores each run against ground truth
 (:mod:`revseg.rl.rewards`) and appends the groups to a
-:class:`~revseg.trajectory.TrajectoryStore`; :func:`~revseg.rl.train.train` rebuilds every
+:class:`~revseg.trajectory_store.TrajectoryStore`; :func:`~revseg.rl.train.train` rebuilds every
 recorded turn through the real processor and takes GRPO steps (:mod:`revseg.rl.grpo`).
 
 Names are imported on first use, so ``import revseg.rl`` loads no torch.
@@ -11,8 +11,9 @@ Names are imported on first use, so ``import revseg.rl`` loads no torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from revseg._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from revseg.rl.groundtruth import BoxGroundTruth, GroundTruth, MaskGroundTruth
@@ -46,9 +47,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import the module behind a public name on first access (PEP 562)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'revseg.rl' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

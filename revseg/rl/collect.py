@@ -3,7 +3,7 @@
 Each group's n rollouts run concurrently through the compiled graph (a local ``hf:`` policy
 takes them one at a time; an ``openai:`` server, vLLM being the fast path, takes them
 together), are scored against ground truth (:mod:`revseg.rl.rewards`) and appended to the
-:class:`~revseg.trajectory.TrajectoryStore` with one write. So a crash (even SIGKILL)
+:class:`~revseg.trajectory_store.TrajectoryStore` with one write. So a crash (even SIGKILL)
 loses only the groups in flight, and ``resume=True`` skips every (video, query) whose
 group is already whole in the store and runs the rest, including a group the crash cut.
 
@@ -28,15 +28,15 @@ from typing import TYPE_CHECKING, Any
 from revseg.errors import RevsegError
 from revseg.rl.groundtruth import GroundTruth, MaskGroundTruth
 from revseg.rl.rewards import RewardConfig, score
-from revseg.settings import ChainSettings, SamplingParams
-from revseg.trajectory import Trajectory, TrajectoryStore
+from revseg.settings import DEFAULT_COLLECT_SAMPLING, ChainSettings, SamplingParams
+from revseg.trajectory import Trajectory
+from revseg.trajectory_store import TrajectoryStore
 
 if TYPE_CHECKING:
     from revseg.tools.frame_cache import ResizedFrameCache
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_COLLECT_SAMPLING = SamplingParams(temperature=1.0, top_p=1.0)
 """Sampling on, untruncated: behaviour log-probs then equal the model's own tempered distribution."""
 
 

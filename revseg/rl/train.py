@@ -36,7 +36,8 @@ from revseg.policies.tokens import placeholder_token_ids
 from revseg.rl.grpo import GRPOConfig, LossStats, group_advantages, grpo_loss, sft_loss, token_weights
 from revseg.rl.sequences import answer_logps, has_placeholder_tokens, rollout_sequences, turn_tokens
 from revseg.tools.frame_cache import ResizedFrameCache
-from revseg.trajectory import Status, Trajectory, TrajectoryStore
+from revseg.trajectory import Status, Trajectory
+from revseg.trajectory_store import TrajectoryStore
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,9 @@ a user would use, so tests exercise the real loading code.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from revseg._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from revseg.testing.hf_sam2 import build_tiny_hf_sam2
@@ -28,9 +29,4 @@ _EXPORTS = {
 __all__ = ["build_tiny_hf_sam2", "build_tiny_qwen_vl", "build_tiny_sam2", "tiny_model_fingerprint"]
 
 
-def __getattr__(name: str) -> Any:
-    """Import the module behind a public name on first access (PEP 562)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'revseg.testing' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

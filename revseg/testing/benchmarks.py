@@ -412,14 +412,11 @@ class QueryBoxAgent:
 
     def __call__(self) -> Any:
         """A fresh ReVSegAgent that writes no overlay or HTML report."""
-        import inspect
-
         from revseg.agents import ReVSegAgent
         from revseg.testing.fakes import BoxTracker
 
-        accepted = inspect.signature(ReVSegAgent.__init__).parameters
-        quiet: dict[str, Any] = {k: False for k in ("overlay", "report", "progress") if k in accepted}
-        return ReVSegAgent(QueryBoxPolicy(self.frame_size, self.delay_s), BoxTracker(), **quiet)
+        policy = QueryBoxPolicy(self.frame_size, self.delay_s)
+        return ReVSegAgent(policy, BoxTracker(), overlay=False, report=False, progress=False)
 
 
 def query_box_responder(frame_size: tuple[int, int] = SIZE, seen_size: tuple[int, int] = (840, 840)) -> Any:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from revseg import ReVSegAgent, SegmentationResult, Status, Trajectory
-from revseg.agents import BatchQuery, run_batch_file
+from revseg.agents import RunRequest, run_batch_file
 from revseg.agents.batch import RESULTS_FILE, ResultsLog, read_batch_file, run_pool
 from revseg.errors import InputError, RevsegError, VideoError
 from revseg.settings import ChainSettings
@@ -61,7 +61,7 @@ def test_fifty_queries_with_thirty_percent_faults_each_end_once_with_an_answer_o
     tiny_clip: Path, tmp_path: Path
 ) -> None:
     log = ChatServerLog()
-    queries = [BatchQuery(tiny_clip, f"the thing number {i}", query_id=f"q{i:02d}") for i in range(50)]
+    queries = [RunRequest(tiny_clip, f"the thing number {i}", query_id=f"q{i:02d}") for i in range(50)]
     with chat_server(inject_faults(answers(keyframe=1, box=(10, 10, 100, 100)), fault_plan), log) as url:
         results = faulty_agent(url).batch(queries, concurrency=16, out_dir=tmp_path)
     assert len(results) == 50
@@ -96,18 +96,18 @@ def test_batch_keeps_going_past_a_bad_input_and_reports_it_in_place(tiny_clip: P
 def test_the_pool_bounds_how_many_queries_are_in_flight() -> None:
     running, peak = 0, 0
 
-    async def one(query: BatchQuery) -> Any:
+    async def one(request: RunRequest) -> Any:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
         await asyncio.sleep(0.01)
         running -= 1
-        if query.query == "bad":
+        if request.query == "bad":
             raise InputError("bad query")
-        return query.query
+        return request.query
 
     async def collect() -> list[tuple[int, Any]]:
-        items = (BatchQuery("v", "bad" if i == 7 else str(i)) for i in range(40))
+        items = (RunRequest("v", "bad" if i == 7 else str(i)) for i in range(40))
         return [(index, outcome) async for index, _, outcome in run_pool(items, one, concurrency=5)]
 
     outcomes = asyncio.run(collect())
@@ -116,11 +116,11 @@ def test_the_pool_bounds_how_many_queries_are_in_flight() -> None:
 
 
 def test_a_bug_in_one_query_stops_the_pool_and_surfaces() -> None:
-    async def one(query: BatchQuery) -> Any:
+    async def one(request: RunRequest) -> Any:
         raise ZeroDivisionError("a bug")
 
     async def collect() -> None:
-        async for _ in run_pool([BatchQuery("v", "q")], one, concurrency=2):
+        async for _ in run_pool([RunRequest("v", "q")], one, concurrency=2):
             pass
 
     with pytest.raises(ZeroDivisionError):

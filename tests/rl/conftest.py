@@ -8,7 +8,8 @@ import pytest
 
 from revseg.rl.groundtruth import BoxGroundTruth
 from revseg.rl.rewards import score
-from revseg.trajectory import Trajectory, TrajectoryStore
+from revseg.trajectory import Trajectory
+from revseg.trajectory_store import TrajectoryStore
 from tests.rl.forced import ForcedPolicy, forced_trajectory
 
 # Ground truth on small_clip (320x180, 24 frames; 4 sampled: 0, 8, 15, 23): largest at frame 15.

@@ -10,7 +10,7 @@ from revseg.rl.collect import CollectItem, benchmark_items, collect, done_keys, 
 from revseg.rl.groundtruth import BoxGroundTruth
 from revseg.settings import ChainSettings
 from revseg.testing import benchmarks as synth
-from revseg.trajectory import TrajectoryStore
+from revseg.trajectory_store import TrajectoryStore
 
 SETTINGS = ChainSettings(num_frames=4, frame_size=(64, 48), keyframe_size=(64, 48))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from revseg.testing import benchmarks as synth
-from revseg.trajectory import TrajectoryStore
+from revseg.trajectory_store import TrajectoryStore
 
 REVSEG = [sys.executable, "-m", "revseg.cli"]
 FAST = ["--frames", "4", "--max-new-tokens", "6", "--group-size", "2", "--seed", "0"]

@@ -17,7 +17,8 @@ from revseg.policies.hf import HFPolicy
 from revseg.rl.grpo import GRPOConfig
 from revseg.rl.train import TRAIN_STATE_FILE, best_rollouts, check_behaviour, load_groups, train
 from revseg.settings import SamplingParams
-from revseg.trajectory import PolicyInfo, Trajectory, TrajectoryStore
+from revseg.trajectory import PolicyInfo, Trajectory
+from revseg.trajectory_store import TrajectoryStore
 from tests.rl.factories import make_trajectory
 
 

@@ -24,7 +24,7 @@ from revseg.testing.shapes import (
 )
 from revseg.tools.boxes import box_area, mask_to_box
 from revseg.tools.frames import sample_indices
-from revseg.trajectory import TrajectoryStore
+from revseg.trajectory_store import TrajectoryStore
 
 CLIPS = make_clips(seed=7, count=15)  # three of each query kind
 

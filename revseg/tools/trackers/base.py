@@ -9,14 +9,15 @@ way: :func:`check_prompt` / :func:`check_box_prompts`, :func:`pick_device` and
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from revseg.errors import ModelLoadError, SpecError, TrackerError
+from revseg.devices import pick_device as _pick_device
+from revseg.errors import SpecError, TrackerError
+from revseg.specs import bind_options as _bind_options
 from revseg.trajectory import BoxXYXY
 
 if TYPE_CHECKING:
@@ -134,22 +135,8 @@ def check_box_prompts(frames: Sequence[np.ndarray], boxes: Sequence[Sequence[Box
 
 
 def pick_device(device: str | None) -> torch.device:
-    """``None``/"auto" -> cuda when available, else cpu; anything else as torch spells it.
-
-    Both SAM2 stacks default to "cuda" or "cpu" inconsistently, so the device is always
-    passed explicitly.
-    """
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        chosen = torch.device(device)
-    except (RuntimeError, ValueError) as exc:
-        raise ModelLoadError(f"unknown tracker device '{device}': {exc}") from exc
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError(f"tracker device '{device}' requested but CUDA is not available; use --device cpu")
-    return chosen
+    """The tracker's device: :func:`revseg.devices.pick_device`, with errors that say "tracker"."""
+    return _pick_device(device, what="tracker")
 
 
 _TRUE = frozenset({"true", "yes", "on", "1"})
@@ -196,12 +183,4 @@ def split_spec_options(spec: str) -> tuple[str, dict[str, Any]]:
 
 def bind_options(factory: Callable[..., Any], options: dict[str, Any], spec: str) -> dict[str, Any]:
     """Check option names against ``factory``'s keyword-only parameters; SpecError lists the known ones."""
-    params = inspect.signature(factory).parameters
-    known = sorted(name for name, p in params.items() if p.kind is p.KEYWORD_ONLY and name not in {"spec", "device"})
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise SpecError(
-            f"tracker spec '{spec}': unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-            f"(this backend takes: {', '.join(known) or 'none'})"
-        )
-    return options
+    return _bind_options(factory, options, spec, kind="tracker", passed_apart={"device"})

@@ -44,7 +44,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from revseg.errors import OutputError
-from revseg.tools.report import (
+from revseg.reports.page import (
     FrameImages,
     ReportOptions,
     content_security_policy,

@@ -5,7 +5,7 @@ the query, the sampled frames as a strip with the keyframe marked, turn 1's reas
 description, the keyframe at full size with the grounded box, turn 2's answer, the mask
 overlay video, and the run's status, timings, backends and rewards. ``revseg segment``
 writes one next to ``trajectory.json``; ``revseg report`` builds many plus an index
-(:mod:`revseg.tools.report_index`); a replay command calls :func:`write_report` directly.
+(:mod:`revseg.reports.index`); a replay command calls :func:`write_report` directly.
 
 Decisions worth knowing:
 
@@ -652,7 +652,7 @@ def template_environment() -> jinja2.Environment:
     import jinja2
 
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("revseg.tools", "templates"),
+        loader=jinja2.PackageLoader("revseg.reports", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -665,7 +665,7 @@ def packaged_asset(name: str) -> str:
     """A packaged CSS or JS file, read once."""
     from importlib.resources import files
 
-    return (files("revseg.tools") / "templates" / name).read_text(encoding="utf-8")
+    return (files("revseg.reports") / "templates" / name).read_text(encoding="utf-8")
 
 
 def trusted_markup(text: str) -> Any:

@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 
 from revseg.agents import ReVSegAgent, SegmentationResult
 from revseg.cli import app
+from revseg.reports.index import build_index, iter_trajectories
+from revseg.reports.page import ReportOptions, render_report, score_from, write_report
 from revseg.testing.fakes import BoxTracker, ScriptedPolicy
-from revseg.tools.report import ReportOptions, render_report, score_from, write_report
-from revseg.tools.report_index import build_index, iter_trajectories
 from revseg.trajectory import Status, Trajectory
-from tests.tools.report_cases import PWN_IMG, PWN_SCRIPT, TURN1, TURN2
+from tests.reports.report_cases import PWN_IMG, PWN_SCRIPT, TURN1, TURN2
 
 
 class Page(HTMLParser):
