@@ -168,7 +168,8 @@ class OpenAIPolicy:
                 )
             key = "EMPTY"  # self-hosted servers such as vLLM accept any key
         options: dict[str, Any] = {"api_key": key, "timeout": timeout_s, "max_retries": max_retries}
-        self._endpoints = [_Endpoint({**options, "base_url": url}) for url in (urls or [None])]
+        targets: list[str | None] = [*urls] or [None]  # None: the SDK's default, OpenAI's API
+        self._endpoints = [_Endpoint({**options, "base_url": url}) for url in targets]
         self._lock = threading.Lock()
         self._turn = 0
 

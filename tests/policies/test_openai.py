@@ -8,7 +8,7 @@ import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from PIL import Image
@@ -177,7 +177,7 @@ def test_a_cut_answer_is_retokenised_without_an_end_token(tiny_tokenizer: Any) -
         generation = policy.generate(conversation(), SamplingParams(max_new_tokens=5))
     assert generation.finish_reason == "length"
     assert generation.token_ids == tiny_tokenizer.encode(generation.text, add_special_tokens=False)
-    assert generation.logprobs is not None and len(generation.logprobs) == len(generation.token_ids)
+    assert generation.logprobs is not None and generation.token_ids is not None and len(generation.logprobs) == len(generation.token_ids)
 
 
 def test_a_missing_tokenizer_is_a_load_error_naming_it(tmp_path: Path) -> None:
@@ -347,7 +347,7 @@ def test_frames_sent_twice_are_encoded_once() -> None:
 
 
 @pytest.mark.parametrize("status", [400, 422])
-def test_a_strict_server_is_asked_once_more_without_the_fields_it_names(status: int) -> None:
+def test_a_strict_server_is_asked_once_more_without_the_fields_it_names(status: Literal[400, 422]) -> None:
     log = ChatServerLog()
     sampling = SamplingParams(top_k=5, seed=3)
     with chat_server(paper_responder(), log, strict=status) as url:
