@@ -177,7 +177,11 @@ def test_a_cut_answer_is_retokenised_without_an_end_token(tiny_tokenizer: Any) -
         generation = policy.generate(conversation(), SamplingParams(max_new_tokens=5))
     assert generation.finish_reason == "length"
     assert generation.token_ids == tiny_tokenizer.encode(generation.text, add_special_tokens=False)
-    assert generation.logprobs is not None and generation.token_ids is not None and len(generation.logprobs) == len(generation.token_ids)
+    assert (
+        generation.logprobs is not None
+        and generation.token_ids is not None
+        and len(generation.logprobs) == len(generation.token_ids)
+    )
 
 
 def test_a_missing_tokenizer_is_a_load_error_naming_it(tmp_path: Path) -> None:
