@@ -321,11 +321,12 @@ class OpenAIPolicy:
         generation = _generation_from(response, self._spec, self._tokenizer)
         endpoint.answered += 1
         asked = sorted(k for k in request if k in _EXTENSIONS)
-        returned = [
-            name
-            for name, value in (("logprobs", generation.logprobs), ("token_ids", generation.token_ids))
-            if value is not None
-        ]
+        choice = response.choices[0]  # _generation_from checked there is one
+        returned = []  # what the server sent, not what re-tokenising added
+        if getattr(choice.logprobs, "content", None):
+            returned.append("logprobs")
+        if generation.token_source in ("generated", "logprob_tokens"):
+            returned.append("token_ids")
         exchange = ServerExchange(asked=asked, refused=sorted(endpoint.refused), returned=returned)
         return dataclasses.replace(generation, exchange=exchange)
 
