@@ -215,7 +215,8 @@ class OpenAIPolicy:
                     except _EndpointDown as down:
                         self._failed(endpoint, tried, down)
                     finally:
-                        endpoint.release()
+                        with self._lock:
+                            endpoint.in_flight -= 1
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
     # ---- internals
@@ -240,7 +241,8 @@ class OpenAIPolicy:
             except _EndpointDown as down:
                 self._failed(endpoint, tried, down)
             finally:
-                endpoint.release()
+                with self._lock:
+                    endpoint.in_flight -= 1
 
     def _pick(self, tried: list[_Endpoint]) -> _Endpoint:
         """The untried endpoint with the fewest requests in flight, rested ones last; taken (in flight +1)."""
@@ -383,9 +385,6 @@ class _Endpoint:
         self.in_flight = 0
         self.answered = 0
         self.rested_until = 0.0
-
-    def release(self) -> None:
-        self.in_flight -= 1
 
     async def async_client(self) -> openai.AsyncOpenAI:
         """This event loop's client: httpx connections belong to the loop that opened them."""
