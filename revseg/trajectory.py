@@ -75,6 +75,21 @@ class PolicyInfo(BaseModel):
     box_convention: BoxConvention = "absolute"
 
 
+class ServerExchange(BaseModel):
+    """What an API backend asked its server for beyond the plain chat-completions fields, and what came back.
+
+    ``asked``: the optional fields sent with the request that answered (``logprobs``,
+    ``return_token_ids``, ``return_tokens_as_token_ids``, ``seed``, ``top_k``).
+    ``refused``: fields this server answered 400/422 to, so they were left out (a refused
+    ``seed`` means the answer was not seeded). ``returned``: which of ``logprobs`` and
+    ``token_ids`` the answer carried; what is missing here is absent, not empty.
+    """
+
+    asked: list[str] = Field(default_factory=list)
+    refused: list[str] = Field(default_factory=list)
+    returned: list[str] = Field(default_factory=list)
+
+
 class TurnRecord(BaseModel):
     """One model turn: the prompt it got, the images it saw, what it answered and how that parsed."""
 
@@ -89,6 +104,9 @@ class TurnRecord(BaseModel):
     logprobs_approximate: bool = False
     token_source: TokenSource | None = Field(
         None, description="Where token_ids came from (None: no ids, or a record older than this field)."
+    )
+    exchange: ServerExchange | None = Field(
+        None, description="API backends: the optional fields asked, refused by the server, and returned."
     )
     parse_ok: bool = False
     parse_reason: str | None = None

@@ -19,6 +19,7 @@ def record_turn(turn: TurnRecord, generation: Generation, duration_s: float) -> 
             "logprobs": generation.logprobs,
             "logprobs_approximate": generation.logprobs_approximate,
             "token_source": generation.token_source,
+            "exchange": generation.exchange,
             "duration_s": duration_s,
         }
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from revseg.settings import SamplingParams
-from revseg.trajectory import PolicyInfo, TokenSource
+from revseg.trajectory import PolicyInfo, ServerExchange, TokenSource
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -72,6 +72,7 @@ class Generation:
     sampler's own for these ids (re-scored after the fact, paired with a re-tokenised
     answer, or with no ids at all); GRPO refuses them. ``token_source`` says where the
     ids came from (:data:`revseg.trajectory.TokenSource`; None without ids).
+    ``exchange`` is what an API backend asked its server for and what came back.
     """
 
     text: str
@@ -81,6 +82,7 @@ class Generation:
     token_source: TokenSource | None = None
     finish_reason: str | None = None
     usage: dict[str, int] = field(default_factory=dict)
+    exchange: ServerExchange | None = None
 
 
 @runtime_checkable

@@ -28,11 +28,14 @@ never recorded.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import os
 import re
+import threading
+import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from revseg.errors import MalformedResponseError, ModelLoadError, PolicyError, SpecError
@@ -41,7 +44,7 @@ from revseg.policies.images import EncodedImageCache, image_base64
 from revseg.policies.tokens import answer_token_ids
 from revseg.policies.wire import wire_messages
 from revseg.settings import SamplingParams
-from revseg.trajectory import BoxConvention, PolicyInfo, TokenSource
+from revseg.trajectory import BoxConvention, PolicyInfo, ServerExchange, TokenSource
 
 if TYPE_CHECKING:
     import openai
@@ -78,7 +81,7 @@ def to_openai_messages(
 
 
 class OpenAIPolicy:
-    """A chat model behind an OpenAI-compatible endpoint.
+    """A chat model behind one or more OpenAI-compatible endpoints.
 
     Faults are retried in two layers. The SDK's own machinery (``max_retries``) retries
     timeouts, dropped connections, 408/409/429 and 5xx with exponential backoff, honouring
@@ -86,6 +89,22 @@ class OpenAIPolicy:
     choices) is not an HTTP fault to the SDK; tenacity retries those ``malformed_retries``
     times with jittered backoff from ``retry_backoff_s``. What still fails becomes a
     PolicyError, which the graph records as the query's ``policy_error`` status.
+
+    **Server extensions.** Besides the plain API's fields, a request asks for ``logprobs``,
+    vLLM's ``return_token_ids`` and ``return_tokens_as_token_ids``, ``seed`` and ``top_k``
+    when the sampling parameters set them. A strict server (OpenAI's API, ``transformers
+    serve``) answers 400/422 naming the fields it does not take; the request is sent again
+    at once without exactly the fields the error names, and that endpoint is not sent them
+    again. Each turn's :class:`~revseg.trajectory.ServerExchange` records what was asked,
+    what was refused and what came back; log-probs, ids or seeds a server does not give
+    are recorded as absent, never invented. ``extra_body`` adds fields (and is never
+    dropped), but may not replace ``model`` or ``messages``.
+
+    **Several endpoints.** ``base_url`` may name several replicas of one served model (a
+    list, or URLs separated by commas). Each request goes to the endpoint with the fewest
+    requests in flight; one whose request fails after the SDK's retries (connection
+    errors, timeouts, 5xx, 429) is rested for ``endpoint_cooldown_s`` and the request goes
+    to the next endpoint; only when every endpoint failed it is a PolicyError.
 
     Encoded images are kept by content (``image_cache_mb``), so turn 2 and the queries
     that share a video do not encode the same frames again.
@@ -100,7 +119,7 @@ class OpenAIPolicy:
         model: str,
         *,
         spec: str | None = None,
-        base_url: str | None = None,
+        base_url: str | Sequence[str] | None = None,
         api_key: str | None = None,
         box_convention: str = "absolute",
         timeout_s: float = 120.0,
@@ -112,48 +131,50 @@ class OpenAIPolicy:
         image_cache_mb: float = 256,
         extra_body: dict[str, Any] | None = None,
         tokenizer: str | Any | None = None,
+        endpoint_cooldown_s: float = 30.0,
     ) -> None:
         if box_convention not in _BOX_CONVENTIONS:
             raise SpecError(f"box convention '{box_convention}' unknown; use one of {', '.join(_BOX_CONVENTIONS)}")
-        import openai
-
+        clash = sorted(set(extra_body or {}) & _OWN_FIELDS)
+        if clash:
+            raise SpecError(f"extra_body may not set {', '.join(clash)}: the policy sends them from its own settings")
         self._model = model
         self._spec = spec or f"openai:{model}"
         self._box_convention: BoxConvention = box_convention
         self._want_logprobs = logprobs
-        self._want_token_ids = True
         self._tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
         self._image_format = image_format
         self._images = EncodedImageCache(int(image_cache_mb * 2**20))
         self._extra_body = dict(extra_body or {})
         self._malformed_retries = malformed_retries
         self._retry_backoff_s = retry_backoff_s
-        base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        self._cooldown_s = endpoint_cooldown_s
+        urls = _base_urls(base_url if base_url is not None else os.environ.get("OPENAI_BASE_URL"))
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if not key:
-            if base_url is None:
+            if not urls:
                 raise SpecError(
                     "openai: policy needs OPENAI_API_KEY in the environment (or --base-url for a local server)"
                 )
             key = "EMPTY"  # self-hosted servers such as vLLM accept any key
-        self._client_options: dict[str, Any] = {
-            "api_key": key,
-            "base_url": base_url,
-            "timeout": timeout_s,
-            "max_retries": max_retries,
-        }
-        self._client: openai.OpenAI = openai.OpenAI(**self._client_options)
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
-            weakref.WeakKeyDictionary()
-        )
+        options: dict[str, Any] = {"api_key": key, "timeout": timeout_s, "max_retries": max_retries}
+        targets: list[str | None] = [*urls] or [None]  # None: the SDK's default, OpenAI's API
+        self._endpoints = [_Endpoint({**options, "base_url": url}) for url in targets]
+        self._lock = threading.Lock()
+        self._turn = 0
 
     def __repr__(self) -> str:
         return f"OpenAIPolicy({self._spec!r})"  # never the key
 
     @property
     def info(self) -> PolicyInfo:
-        """Identity of the served model; the endpoint URL and key are deliberately left out."""
+        """Identity of the served model; the endpoint URLs and key are deliberately left out."""
         return PolicyInfo(spec=self._spec, backend="openai", model=self._model, box_convention=self._box_convention)
+
+    @property
+    def endpoint_requests(self) -> list[int]:
+        """Requests each endpoint has answered, in the order given (for logs and tests)."""
+        return [endpoint.answered for endpoint in self._endpoints]
 
     def seen_size(self, width: int, height: int) -> tuple[int, int]:
         """The size sent; the chain's 448 and 840 are multiples of 28, which Qwen-VL servers keep."""
@@ -166,7 +187,7 @@ class OpenAIPolicy:
         wire = to_openai_messages(messages, self._image_format, self._images)
         for attempt in tenacity.Retrying(**self._malformed_retry()):
             with attempt:
-                return self._complete(wire, sampling)
+                return self._over_endpoints(lambda endpoint: self._complete(endpoint, wire, sampling))
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
     async def agenerate(self, messages: Sequence[Message], sampling: SamplingParams) -> Generation:
@@ -174,10 +195,18 @@ class OpenAIPolicy:
         import tenacity
 
         wire = await asyncio.to_thread(to_openai_messages, messages, self._image_format, self._images)
-        client = await self._async_client()
         async for attempt in tenacity.AsyncRetrying(**self._malformed_retry()):
             with attempt:
-                return await self._acomplete(client, wire, sampling)
+                tried: list[_Endpoint] = []
+                while True:
+                    endpoint = self._pick(tried)
+                    try:
+                        return await self._acomplete(endpoint, wire, sampling)
+                    except _EndpointDown as down:
+                        self._failed(endpoint, tried, down)
+                    finally:
+                        with self._lock:
+                            endpoint.in_flight -= 1
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
     # ---- internals
@@ -193,8 +222,44 @@ class OpenAIPolicy:
             "reraise": True,
         }
 
-    def _request(self, wire: list[dict[str, Any]], sampling: SamplingParams) -> dict[str, Any]:
-        """The request body, server extensions (``top_k``, vLLM's token-id switches, ``extra_body``) merged in."""
+    def _over_endpoints(self, call: Callable[[_Endpoint], Generation]) -> Generation:
+        tried: list[_Endpoint] = []
+        while True:
+            endpoint = self._pick(tried)
+            try:
+                return call(endpoint)
+            except _EndpointDown as down:
+                self._failed(endpoint, tried, down)
+            finally:
+                with self._lock:
+                    endpoint.in_flight -= 1
+
+    def _pick(self, tried: list[_Endpoint]) -> _Endpoint:
+        """The untried endpoint with the fewest requests in flight, rested ones last; taken (in flight +1)."""
+        now = time.monotonic()
+        with self._lock:
+            self._turn += 1
+            n = len(self._endpoints)
+            order = [self._endpoints[(self._turn + i) % n] for i in range(n)]  # ties go round the ring
+            candidates = [e for e in order if e not in tried]
+            best = min(candidates, key=lambda e: (e.rested_until > now, e.in_flight))
+            best.in_flight += 1
+            return best
+
+    def _failed(self, endpoint: _Endpoint, tried: list[_Endpoint], down: _EndpointDown) -> None:
+        """Rest ``endpoint``; raise the PolicyError when no endpoint is left to try."""
+        endpoint.rested_until = time.monotonic() + self._cooldown_s
+        tried.append(endpoint)
+        if len(tried) == len(self._endpoints):
+            where = "" if len(tried) == 1 else f" (all {len(tried)} endpoints failed)"
+            raise PolicyError(f"{down.args[0]}{where}") from down.__cause__
+
+    def _request(self, endpoint: _Endpoint, wire: list[dict[str, Any]], sampling: SamplingParams) -> dict[str, Any]:
+        """The request body: the plain API's fields, then the optional ones this endpoint has not refused.
+
+        ``extra_body`` may add fields but never replace ``model`` or ``messages`` (the constructor
+        refuses those keys); the optional fields a server refused are left out from then on.
+        """
         request: dict[str, Any] = {
             "model": self._model,
             "messages": wire,
@@ -202,77 +267,148 @@ class OpenAIPolicy:
             "top_p": sampling.top_p,
             "max_tokens": sampling.max_new_tokens,
         }
+        optional: dict[str, Any] = {}
         if sampling.seed is not None:
-            request["seed"] = sampling.seed
-        extra = dict(self._extra_body)
+            optional["seed"] = sampling.seed
         if sampling.top_k is not None:
-            extra["top_k"] = sampling.top_k
+            optional["top_k"] = sampling.top_k  # vLLM and others; not OpenAI's API
         if self._want_logprobs:
-            request["logprobs"] = True
-        if self._want_logprobs and self._want_token_ids:
-            extra.setdefault("return_token_ids", True)  # vLLM >= 0.10.2: choice.token_ids
-            extra.setdefault("return_tokens_as_token_ids", True)  # older vLLM: "token_id:N" log-prob tokens
-        return {**request, **extra}
+            optional["logprobs"] = True
+            optional["return_token_ids"] = True  # vLLM >= 0.10.2: choice.token_ids
+            optional["return_tokens_as_token_ids"] = True  # older vLLM: "token_id:N" log-prob tokens
+        request.update({k: v for k, v in optional.items() if k not in endpoint.refused})
+        request.update(self._extra_body)
+        return request
 
-    def _complete(self, wire: list[dict[str, Any]], sampling: SamplingParams) -> Generation:
+    def _complete(self, endpoint: _Endpoint, wire: list[dict[str, Any]], sampling: SamplingParams) -> Generation:
         import orjson
         from openai.types.chat import ChatCompletion
 
         while True:
-            asked = (self._want_logprobs, self._want_token_ids)
+            request = self._request(endpoint, wire, sampling)
             try:
-                body = orjson.dumps(self._request(wire, sampling))
-                response = self._client.post(_PATH, content=body, cast_to=ChatCompletion, options=_OPTIONS)
-                return _generation_from(response, self._spec, self._tokenizer)
+                response = endpoint.client.post(
+                    _PATH, content=orjson.dumps(request), cast_to=ChatCompletion, options=_OPTIONS
+                )
+                return self._answer(endpoint, request, response)
             except Exception as exc:  # noqa: BLE001 - sorted into retry, fallback or PolicyError below
-                self._handle(exc, *asked)
+                self._handle(endpoint, request, exc)
 
-    async def _acomplete(
-        self, client: openai.AsyncOpenAI, wire: list[dict[str, Any]], sampling: SamplingParams
-    ) -> Generation:
+    async def _acomplete(self, endpoint: _Endpoint, wire: list[dict[str, Any]], sampling: SamplingParams) -> Generation:
         import orjson
         from openai.types.chat import ChatCompletion
 
+        client = await endpoint.async_client()
         while True:
-            asked = (self._want_logprobs, self._want_token_ids)
+            request = self._request(endpoint, wire, sampling)
             try:
-                body = orjson.dumps(self._request(wire, sampling))
-                response = await client.post(_PATH, content=body, cast_to=ChatCompletion, options=_OPTIONS)
-                return _generation_from(response, self._spec, self._tokenizer)
+                response = await client.post(
+                    _PATH, content=orjson.dumps(request), cast_to=ChatCompletion, options=_OPTIONS
+                )
+                return self._answer(endpoint, request, response)
             except Exception as exc:  # noqa: BLE001 - sorted into retry, fallback or PolicyError below
-                self._handle(exc, *asked)
+                self._handle(endpoint, request, exc)
 
-    def _handle(self, exc: Exception, asked_logprobs: bool, asked_token_ids: bool) -> None:
-        """Return to ask again without log-probs (or token-id switches); otherwise raise the PolicyError ``exc`` is."""
+    def _answer(self, endpoint: _Endpoint, request: dict[str, Any], response: Any) -> Generation:
+        generation = _generation_from(response, self._spec, self._tokenizer)
+        endpoint.answered += 1
+        asked = sorted(k for k in request if k in _EXTENSIONS)
+        choice = response.choices[0]  # _generation_from checked there is one
+        returned = []  # what the server sent, not what re-tokenising added
+        if getattr(choice.logprobs, "content", None):
+            returned.append("logprobs")
+        if generation.token_source in ("generated", "logprob_tokens"):
+            returned.append("token_ids")
+        exchange = ServerExchange(asked=asked, refused=sorted(endpoint.refused), returned=returned)
+        return dataclasses.replace(generation, exchange=exchange)
+
+    def _handle(self, endpoint: _Endpoint, request: dict[str, Any], exc: Exception) -> None:
+        """Return to send again without the fields a 400/422 named; otherwise raise what ``exc`` is."""
         import openai
 
         if isinstance(exc, PolicyError):
             raise exc
-        if isinstance(exc, openai.BadRequestError):
-            message = str(exc).lower()
-            if asked_logprobs and asked_token_ids and "return_token" in message:
-                self._want_token_ids = False  # a server that rejects vLLM's extensions: stop sending them
+        if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
+            # FastAPI servers (transformers serve) say it in ``detail``, which the SDK leaves out of str(exc).
+            said = f"{exc} {_body_text(exc)}"
+            named = _named_fields(said, [k for k in request if k in _EXTENSIONS and k not in self._extra_body])
+            if "logprobs" in named:
+                named |= {"return_token_ids", "return_tokens_as_token_ids"}  # ids without log-probs: not asked
+            if named:
+                with self._lock:
+                    endpoint.refused |= named  # this server does not take them: stop sending them there
                 return
-            if asked_logprobs and "logprob" in message:
-                self._want_logprobs = False  # this server does not offer log-probs: stop asking
-                return
-            raise PolicyError(f"{self._spec}: request rejected: {_short(exc)}") from exc
+            raise PolicyError(f"{self._spec}: request rejected: {_short(ValueError(said))}") from exc
         if isinstance(exc, openai.APIResponseValidationError | ValueError):
             # A 200 whose body is not a completion (cut JSON, say); the SDK does not retry these.
             raise MalformedResponseError(f"{self._spec}: malformed response: {_short(exc)}") from exc
+        if isinstance(exc, openai.APIConnectionError | openai.InternalServerError | openai.RateLimitError):
+            # The SDK's retries are spent: this endpoint is down or overloaded; another may answer.
+            raise _EndpointDown(f"{self._spec}: {type(exc).__name__}: {_short(exc)}") from exc
         if isinstance(exc, openai.APIError):
             raise PolicyError(f"{self._spec}: {type(exc).__name__}: {_short(exc)}") from exc
         raise exc
 
-    async def _async_client(self) -> openai.AsyncOpenAI:
+
+# The plain API's fields, which ``extra_body`` may not replace.
+_OWN_FIELDS = frozenset({"model", "messages"})
+# Optional fields the policy asks for and drops when a server names them in a 400/422.
+_EXTENSIONS = frozenset({"logprobs", "return_token_ids", "return_tokens_as_token_ids", "seed", "top_k"})
+
+
+class _EndpointDown(Exception):
+    """An endpoint failed after the SDK's retries; the request may go to another."""
+
+
+class _Endpoint:
+    """One server: its sync client, one async client per event loop, and what it refused."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        import openai
+
+        self.options = options
+        self.client: openai.OpenAI = openai.OpenAI(**options)
+        self.async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.refused: set[str] = set()
+        self.in_flight = 0
+        self.answered = 0
+        self.rested_until = 0.0
+
+    async def async_client(self) -> openai.AsyncOpenAI:
         """This event loop's client: httpx connections belong to the loop that opened them."""
         loop = asyncio.get_running_loop()
-        entry = self._async_clients.get(loop)
+        entry = self.async_clients.get(loop)
         if entry is None:
-            entry = _LoopClient(self._client_options)
-            self._async_clients[loop] = entry
+            entry = _LoopClient(self.options)
+            self.async_clients[loop] = entry
             await entry.closer.__anext__()
         return entry.client
+
+
+def _base_urls(base_url: str | Sequence[str] | None) -> list[str]:
+    """Endpoint URLs from one URL, URLs separated by commas, or a list."""
+    if base_url is None:
+        return []
+    parts = base_url.split(",") if isinstance(base_url, str) else list(base_url)
+    urls = [part.strip() for part in parts if part.strip()]
+    if len(set(urls)) != len(urls):
+        raise SpecError(f"openai: base URLs name one endpoint twice: {', '.join(urls)}")
+    return urls
+
+
+def _body_text(exc: Any) -> str:
+    """The error response's body as text ('' when there is none to read)."""
+    try:
+        return str(exc.response.text)
+    except Exception:  # noqa: BLE001 - a streamed or closed body: the SDK's message is all there is
+        return ""
+
+
+def _named_fields(message: str, candidates: Sequence[str]) -> set[str]:
+    """Which of ``candidates`` an error message names (whole words: ``logprobs`` is not ``top_logprobs``)."""
+    return {name for name in candidates if re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", message)}
 
 
 class _LoopClient:

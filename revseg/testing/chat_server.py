@@ -20,6 +20,11 @@ client's timeout, dropped connections, and 200 answers that are not completions
 (truncated JSON, the wrong content type, no choices). :func:`inject_faults` wraps a
 responder with a deterministic schedule, and ``latency_s`` delays every reply.
 Run ``python -m revseg.testing.chat_server --latency 0.5`` for a standalone server.
+
+``strict=True`` makes it a plain OpenAI-compatible server: a request with any field
+outside :data:`PLAIN_FIELDS` is answered 422 ``Unexpected fields in the request: {...}``
+(``transformers serve``'s words; ``strict=400`` answers 400 as OpenAI's API does), so
+vLLM's ``return_token_ids`` and ``top_k`` are refused.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -163,6 +168,22 @@ def inject_faults(responder: Responder, schedule: Callable[[dict[str, Any], int]
     return respond
 
 
+# The chat-completions request fields of OpenAI's API (what a strict server accepts).
+PLAIN_FIELDS = frozenset(
+    {
+        "model", "messages", "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs",
+        "max_completion_tokens", "max_tokens", "metadata", "modalities", "n", "parallel_tool_calls", "prediction",
+        "presence_penalty", "reasoning_effort", "response_format", "seed", "service_tier", "stop", "store",
+        "stream", "stream_options", "temperature", "tool_choice", "tools", "top_logprobs", "top_p", "user",
+    }
+)  # fmt: skip
+
+
+def unexpected_fields(request: dict[str, Any]) -> set[str]:
+    """The fields of ``request`` a plain OpenAI-compatible server does not know."""
+    return set(request) - PLAIN_FIELDS
+
+
 @dataclass
 class ChatServerLog:
     """What the server received, for assertions."""
@@ -246,14 +267,20 @@ def chat_server(
     tokenize: Tokenize = four_char_tokens,
     token_ids: bool = True,
     token_id_strings: bool = False,
+    strict: bool | Literal[400, 422] = False,
+    max_concurrent: int | None = None,
 ) -> Iterator[str]:
     """Serve ``responder`` on 127.0.0.1 at a free port; yields the ``base_url`` (ending in /v1).
 
-    Every reply waits ``latency_s`` first (requests are served concurrently, one thread each).
+    Every reply waits ``latency_s`` first (requests are served concurrently, one thread each;
+    ``max_concurrent`` caps how many are worked on at once, like a replica's batch size).
+    ``strict`` refuses fields outside :data:`PLAIN_FIELDS` (422, or the status given).
     ``tokenize`` splits answers into tokens; ``token_ids`` honours ``return_token_ids``;
     ``token_id_strings`` honours ``return_tokens_as_token_ids`` (log-prob tokens ``token_id:N``).
     """
     record = log if log is not None else ChatServerLog()
+    refusal = 422 if strict is True else int(strict)
+    slots = threading.BoundedSemaphore(max_concurrent) if max_concurrent else None
 
     def completion(request: dict[str, Any], answer: Answer) -> dict[str, Any]:
         return _completion(request, answer, tokenize, token_ids=token_ids, token_id_strings=token_id_strings)
@@ -270,13 +297,19 @@ def chat_server(
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
                 return
-            if latency_s:
-                time.sleep(latency_s)
-            try:
-                answer = responder(request)
-            except ChatServerFault as fault:
-                self._fault(fault, request)
+            unknown = unexpected_fields(request) if refusal else set()
+            if unknown:
+                message = f"Unexpected fields in the request: {unknown}"  # transformers serve's words and body
+                self._send(refusal, {"detail": message} if refusal == 422 else {"error": {"message": message}})
                 return
+            with slots or nullcontext():
+                if latency_s:
+                    time.sleep(latency_s)
+                try:
+                    answer = responder(request)
+                except ChatServerFault as fault:
+                    self._fault(fault, request)
+                    return
             self._send(200, completion(request, answer))
 
         def _fault(self, fault: ChatServerFault, request: dict[str, Any]) -> None:
@@ -335,12 +368,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--token-id-strings", action="store_true", help="Honour return_tokens_as_token_ids ('token_id:N' tokens)."
     )
+    parser.add_argument("--strict", action="store_true", help="Answer 422 on fields OpenAI's API does not take.")
+    parser.add_argument("--max-concurrent", type=int, default=None, help="Requests worked on at once.")
     args = parser.parse_args(argv)
     with chat_server(
         paper_responder(keyframe=args.keyframe),
         latency_s=args.latency,
         token_ids=not args.no_token_ids,
         token_id_strings=args.token_id_strings,
+        strict=args.strict,
+        max_concurrent=args.max_concurrent,
     ) as url:
         print(url, flush=True)
         with suppress(KeyboardInterrupt):

@@ -8,7 +8,7 @@ import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from PIL import Image
@@ -58,7 +58,16 @@ def tiny_tokenizer(tiny_qwen25_dir: Path) -> Any:
     return AutoTokenizer.from_pretrained(tiny_qwen25_dir)
 
 
-test_openai_policy_conforms = conformance_test("openai_policy", "openai_policy_old_vllm", "openai_policy_retokenising")
+@pytest.fixture
+def openai_policy_strict_server() -> Iterator[OpenAIPolicy]:
+    """A plain OpenAI-compatible server that answers 422 on vLLM's fields and ``top_k``."""
+    with chat_server(paper_responder(), strict=True) as url:
+        yield OpenAIPolicy("m", base_url=url)
+
+
+test_openai_policy_conforms = conformance_test(
+    "openai_policy", "openai_policy_old_vllm", "openai_policy_retokenising", "openai_policy_strict_server"
+)
 
 
 def conversation() -> list[Message]:
@@ -168,7 +177,11 @@ def test_a_cut_answer_is_retokenised_without_an_end_token(tiny_tokenizer: Any) -
         generation = policy.generate(conversation(), SamplingParams(max_new_tokens=5))
     assert generation.finish_reason == "length"
     assert generation.token_ids == tiny_tokenizer.encode(generation.text, add_special_tokens=False)
-    assert generation.logprobs is not None and len(generation.logprobs) == len(generation.token_ids)
+    assert (
+        generation.logprobs is not None
+        and generation.token_ids is not None
+        and len(generation.logprobs) == len(generation.token_ids)
+    )
 
 
 def test_a_missing_tokenizer_is_a_load_error_naming_it(tmp_path: Path) -> None:
@@ -191,8 +204,9 @@ def test_server_rejecting_the_token_id_switches_is_asked_again_without_them() ->
         first = policy.generate(conversation(), SamplingParams())
         second = policy.generate(conversation(), SamplingParams())
     assert first.text == second.text == "fine" and first.logprobs is not None  # log-probs still asked for
-    assert ["return_token_ids" in r for r in log.requests] == [True, False, False]
-    assert all(r["logprobs"] for r in log.requests)
+    assert ["return_tokens_as_token_ids" in r for r in log.requests] == [True, False, False]
+    assert all(r["logprobs"] and r["return_token_ids"] for r in log.requests)  # only the named field is dropped
+    assert first.exchange is not None and first.exchange.refused == ["return_tokens_as_token_ids"]
 
 
 def test_history_is_sent_as_assistant_text() -> None:
@@ -334,3 +348,87 @@ def test_frames_sent_twice_are_encoded_once() -> None:
     assert (policy._images.misses, policy._images.hits) == (3, 3)
     first, second = log.requests[0]["messages"][0], log.requests[0]["messages"][2]
     assert first == second
+
+
+@pytest.mark.parametrize("status", [400, 422])
+def test_a_strict_server_is_asked_once_more_without_the_fields_it_names(status: Literal[400, 422]) -> None:
+    log = ChatServerLog()
+    sampling = SamplingParams(top_k=5, seed=3)
+    with chat_server(paper_responder(), log, strict=status) as url:
+        policy = build_policy("openai:m", base_url=url)
+        first = policy.generate(conversation(), sampling)
+        second = asyncio.run(policy.agenerate(conversation(), sampling))
+    assert len(log.requests) == 3  # one refusal, then every request is plain
+    refused = {"return_token_ids", "return_tokens_as_token_ids", "top_k"}
+    assert refused <= set(log.requests[0]) and not refused & set(log.requests[1]) and not refused & set(log.requests[2])
+    assert log.requests[1]["seed"] == 3 and log.requests[1]["logprobs"] is True
+    for generation in (first, second):
+        assert generation.exchange is not None
+        assert generation.exchange.asked == ["logprobs", "seed"]
+        assert generation.exchange.refused == sorted(refused)
+        assert generation.exchange.returned == ["logprobs"]  # ids absent: the server gave none
+        assert generation.token_ids is None and generation.logprobs_approximate
+
+
+def test_a_rejection_naming_no_field_we_can_drop_is_a_policy_error_after_one_request() -> None:
+    log = ChatServerLog()
+    with chat_server(paper_responder(), log, strict=True) as url:
+        policy = build_policy("openai:m", base_url=url, extra_body={"guided_json": {}}, logprobs=False)
+        with pytest.raises(PolicyError, match="guided_json"):
+            policy.generate(conversation(), SamplingParams())
+    assert len(log.requests) == 1  # the user's own extra fields are never dropped behind their back
+
+
+@pytest.mark.parametrize("field", ["model", "messages"])
+def test_extra_body_may_not_replace_model_or_messages(field: str) -> None:
+    with pytest.raises(SpecError, match=field):
+        build_policy("openai:m", base_url="http://127.0.0.1:9/v1", extra_body={field: "x"})
+
+
+def test_extra_body_fields_are_sent_and_recorded_in_the_turn() -> None:
+    log = ChatServerLog()
+    with chat_server(paper_responder(), log) as url:
+        generation = build_policy("openai:m", base_url=url, extra_body={"top_k": 2}).generate(
+            conversation(), SamplingParams(top_k=9)
+        )
+    assert log.requests[0]["top_k"] == 2 and log.requests[0]["model"] == "m"  # the user's value wins for extras
+    assert generation.exchange is not None and generation.exchange.returned == ["logprobs", "token_ids"]
+
+
+def test_requests_spread_over_several_endpoints() -> None:
+    logs = [ChatServerLog(), ChatServerLog()]
+    with chat_server(paper_responder(), logs[0]) as a, chat_server(paper_responder(), logs[1]) as b:
+        policy = build_policy("openai:m", base_url=f"{a},{b}")
+
+        async def many() -> list[Any]:
+            return list(await asyncio.gather(*(policy.agenerate(conversation(), SamplingParams()) for _ in range(8))))
+
+        answers = asyncio.run(many())
+    assert len(answers) == 8 and all(answer.text for answer in answers)
+    assert [len(log.requests) for log in logs] == [4, 4] == policy.endpoint_requests  # type: ignore[attr-defined]
+
+
+def test_a_failing_endpoints_requests_go_to_the_others() -> None:
+    logs = [ChatServerLog(), ChatServerLog()]
+    broken = inject_faults(paper_responder(), lambda request, attempt: ChatServerFault.server_error())
+    with chat_server(broken, logs[0]) as a, chat_server(paper_responder(), logs[1]) as b:
+        policy = OpenAIPolicy("m", base_url=[a, b], max_retries=0)
+        answers = [policy.generate(conversation(), SamplingParams()) for _ in range(4)]
+    assert all(answer.text.startswith("<think>") for answer in answers)
+    assert len(logs[0].requests) == 1  # tried once, then rested; every request answered by the healthy one
+    assert policy.endpoint_requests == [0, 4]
+
+
+def test_a_dead_endpoint_is_skipped_and_all_dead_is_a_policy_error() -> None:
+    with chat_server(paper_responder()) as live:
+        policy = OpenAIPolicy("m", base_url=["http://127.0.0.1:9/v1", live], max_retries=0)
+        assert all(policy.generate(conversation(), SamplingParams()).text for _ in range(3))
+        assert policy.endpoint_requests == [0, 3]
+    dead = OpenAIPolicy("m", base_url="http://127.0.0.1:9/v1,http://127.0.0.1:7/v1", max_retries=0)
+    with pytest.raises(PolicyError, match="all 2 endpoints failed"):
+        dead.generate(conversation(), SamplingParams())
+
+
+def test_one_endpoint_named_twice_is_a_spec_error() -> None:
+    with pytest.raises(SpecError, match="twice"):
+        OpenAIPolicy("m", base_url="http://127.0.0.1:9/v1, http://127.0.0.1:9/v1")
