@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from revseg.testing import benchmarks as synth
-from revseg.trajectory import Trajectory, TrajectoryStore
+from revseg.trajectory import Trajectory
+from revseg.trajectory_store import TrajectoryStore
 
 pytestmark = [pytest.mark.real_server, pytest.mark.slow]
 
