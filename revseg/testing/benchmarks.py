@@ -17,7 +17,7 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -207,9 +207,16 @@ def write_revos(root: Path, videos: Sequence[SyntheticVideo] | None = None, spli
     return root
 
 
-def write_mevis(root: Path, videos: Sequence[SyntheticVideo] | None = None, split: str = "valid_u") -> Path:
-    """MeViS: ``<split>/JPEGImages/``, ``<split>/meta_expressions.json``, ``<split>/mask_dict.json`` (not for valid)."""
+def write_mevis(
+    root: Path, videos: Sequence[SyntheticVideo] | None = None, split: str = "valid_u", *, version: str = "v2"
+) -> Path:
+    """MeViS: ``<split>/JPEGImages/``, ``<split>/meta_expressions.json``, ``<split>/mask_dict.json`` (not for valid).
+
+    ``v2`` keeps no-target expressions (empty ``anno_id``); ``v1``, which has none, leaves them out.
+    """
     videos = list(videos or default_videos())
+    if version == "v1":
+        videos = [replace(v, expressions=tuple(e for e in v.expressions if e.objects)) for v in videos]
     for video in videos:
         write_frames(root / split / "JPEGImages" / video.name, video)
     masks, ids = _mask_dict_entries(videos)

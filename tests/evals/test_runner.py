@@ -37,7 +37,15 @@ def test_revos_scores_are_the_hand_computed_ones(datasets: dict[str, Path], tmp_
     assert failures["failed_select_frames"] == ["dog/1"]
     assert failures["failed_ground"] == ["rain/street/1"]
     assert failures["no_target"] == ["cat/2"]
-    assert report.row("no-target", "no-target").values["answered no target"] == 50  # street/2 answered a box
+    # no-target: cat/2 answered empty (J&F 100), street/2 answered a box (J = F = 0): N-acc. 50.
+    # With a target: cat/0, cat/1, dog/0 (wrong box), street/0 answered a mask, dog/1 and street/1
+    # failed (no answer, not a "no target" one): T-acc. 4/6, false "no target" 0/6.
+    no_target = report.row("no-target expressions", "no-target").values
+    assert no_target["N-acc."] == 50 and no_target["J&F"] == pytest.approx(50)
+    target = report.row("expressions with a target", "no-target").values
+    assert target["T-acc."] == pytest.approx(400 / 6) and target["false 'no target'"] == 0
+    assert target["J&F"] == pytest.approx(50)  # cat/0, cat/1, street/0 at 100; dog/0, dog/1, street/1 at 0
+    assert report.row("all expressions (J&F with no-target)", "no-target").values["J&F"] == pytest.approx(50)
 
 
 def test_predictions_land_in_the_standard_layout_with_rle_and_run_records(

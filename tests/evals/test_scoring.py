@@ -25,7 +25,8 @@ def test_perfect_revos_predictions_score_100_everywhere(datasets: dict[str, Path
         row = report.row(label)
         assert row.values == pytest.approx({"J": 100, "F": 100, "J&F": 100, "R": 100, "A": 100})
     assert report.row("referring").n == 3 and report.row("overall").n == 6
-    assert report.row("no-target", "no-target").values["answered no target"] == 100
+    assert report.row("no-target expressions", "no-target").values["N-acc."] == 100
+    assert report.row("expressions with a target", "no-target").values["T-acc."] == 100
     assert not any(report.failures.values())
     assert (tmp_path / "pred" / "report.md").is_file() and (tmp_path / "pred" / "report.json").is_file()
 
@@ -40,7 +41,12 @@ def test_empty_revos_predictions_score_0_on_j_and_f_and_are_robust(datasets: dic
     assert referring["A"] == pytest.approx(100 * np.mean([1 - 384 / FRAME, 1 - 768 / FRAME, 1 - 768 / FRAME]))
     assert reasoning["A"] == pytest.approx(100 * np.mean([1 - 832 / FRAME, 1 - 768 / FRAME, 1 - 256 / FRAME]))
     assert report.row("overall").values["A"] == pytest.approx((referring["A"] + reasoning["A"]) / 2)
-    assert report.row("no-target", "no-target").values["answered no target"] == 100
+    assert report.row("no-target expressions", "no-target").values["N-acc."] == 100
+    # every expression with a target answered "no target": T-acc. 0, false "no target" 100;
+    # J&F with no-target = the 2 no-target expressions at 100 among 8
+    target = report.row("expressions with a target", "no-target").values
+    assert target["T-acc."] == 0 and target["false 'no target'"] == 100
+    assert report.row("all expressions (J&F with no-target)", "no-target").values["J&F"] == pytest.approx(25)
 
 
 def test_revos_overall_is_the_mean_of_subset_means_not_pooled(tmp_path: Path) -> None:
