@@ -65,6 +65,7 @@ def test_predictions_land_in_the_standard_layout_with_rle_and_run_records(
     assert per_object["objects"] == 2
     trajectory = Trajectory.load(out / "runs" / "cat" / "1" / "trajectory.json")
     assert trajectory.query_id == "cat/1" and trajectory.outputs["predictions"].endswith("predictions/cat/1")
+    assert trajectory.dataset == {"benchmark": "revos", "version": None, "split": "valid", "sample": "cat/1"}
     assert not (out / "predictions" / "dog" / "1").exists()  # a failed run has no prediction: it scores 0
     assert (out / "runs" / "dog" / "1" / "trajectory.json").is_file()
     assert [r["key"] for r in lines(out)] == [s.key for s in bench.samples()]
@@ -72,6 +73,21 @@ def test_predictions_land_in_the_standard_layout_with_rle_and_run_records(
     assert comparable(score(bench, out, tmp_path / "rescored").to_json()) == comparable(
         json.loads((out / "report.json").read_text())
     )
+
+
+def test_mevis_version_is_in_run_json_every_trajectory_and_the_report(
+    datasets: dict[str, Path], tmp_path: Path
+) -> None:
+    bench = get_benchmark("mevis", datasets["mevis-v1"])
+    report = evaluate(bench, tmp_path / "out", AGENT, limit=1)
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["version"] == "v1"
+    trajectory = Trajectory.load(tmp_path / "out" / "runs" / "cat" / "0" / "trajectory.json")
+    assert trajectory.dataset == {"benchmark": "mevis", "version": "v1", "split": "valid_u", "sample": "cat/0"}
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert saved["version"] == "v1" and saved["setup"]["split"] == "valid_u"
+    assert "score 0" in saved["setup"]["failures"] and "eval_mevis.py" in saved["setup"]["protocol"]
+    assert (tmp_path / "out" / "report.md").read_text().startswith("# MeViS v1 valid_u\n\n- benchmark: MeViS")
+    assert report.table("MeViS v1 valid_u").rows[1].label == "ReVSeg-7B (paper): valid (v1)"
 
 
 def test_worker_processes_give_the_same_report_as_one_process(datasets: dict[str, Path], tmp_path: Path) -> None:
