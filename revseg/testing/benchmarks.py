@@ -245,6 +245,34 @@ def write_refytvos(root: Path, videos: Sequence[SyntheticVideo] | None = None, *
     return root
 
 
+def write_refytvos_train(root: Path, videos: Sequence[SyntheticVideo] | None = None, *, every: int = 2) -> Path:
+    """Ref-YouTube-VOS train: ``train/JPEGImages``, palette ``train/Annotations`` (value = object id + 1), meta.
+
+    Only single-object expressions are kept (train expressions refer to one object each).
+    """
+    from PIL import Image
+
+    videos = list(videos or default_videos())
+    meta: dict[str, Any] = {}
+    for video in videos:
+        write_frames(root / "train" / "JPEGImages" / video.name, video)
+        ids = np.zeros(video.size[::-1], dtype=np.uint8)
+        for index in range(len(video.boxes)):
+            ids[video.object_mask(index)] = index + 1
+        folder = root / "train" / "Annotations" / video.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in video.frame_names():
+            Image.fromarray(ids, mode="L").convert("P").save(folder / f"{name}.png")
+        expressions = {
+            e.exp_id: {"exp": e.query, "obj_id": str(e.objects[0] + 1)}
+            for e in video.expressions
+            if len(e.objects) == 1
+        }
+        meta[video.name] = {"expressions": expressions, "frames": video.frame_names()[::every]}
+    _write_json(root / "meta_expressions" / "train" / "meta_expressions.json", {"videos": meta})
+    return root
+
+
 def write_reasonvos(root: Path, videos: Sequence[SyntheticVideo] | None = None, source: str = "MOSE") -> Path:
     """ReasonVOS: ``JPEGImages/``, ``Annotations/<source>_<video>_<obj_id>/`` (0/255 PNGs), ``meta_expressions.json``.
 

@@ -209,3 +209,24 @@ def test_malformed_annotation_files_fail_with_the_file_named(tmp_path: Path, dat
     bench = get_benchmark("revos", root)
     with pytest.raises(DatasetError, match=re.escape("annotation id 100 is not in mask_dict.json")):
         bench.ground_truth(bench.samples()[0])
+
+
+def test_refytvos_train_has_local_ground_truth_from_palette_annotations(tmp_path: Path) -> None:
+    from revseg.testing.benchmarks import write_refytvos_train
+
+    root = write_refytvos_train(tmp_path / "ref-youtube-vos")
+    bench = get_benchmark("ref-youtube-vos", root, "train", exclude_videos=["dog"])  # dog: used for training
+    assert bench.has_ground_truth and "held-out" in bench.protocol
+    samples = bench.samples()
+    assert [s.key for s in samples] == ["cat/0", "rain/street/0", "rain/street/1"]  # single-object expressions
+    gt = bench.ground_truth(samples[1])
+    assert gt.frame_names == ("00000", "00002", "00004", "00006")
+    assert np.array_equal(gt.masks[0], video("rain/street").object_mask(1))
+    assert [e["key"] for e in bench.excluded] == ["dog/0", "dog/1"]
+
+
+def test_refytvos_valid_says_the_server_may_be_unavailable(datasets: dict[str, Path]) -> None:
+    bench = get_benchmark("ref-youtube-vos", datasets["ref-youtube-vos"])
+    bench.samples()
+    assert any("reported unavailable" in n and "--split train" in n for n in bench.notes)
+    assert "reported unavailable" in bench.describe()["protocol"]  # type: ignore[operator]
