@@ -395,6 +395,14 @@ SplitOpt = Annotated[
 ExcludeOpt = Annotated[
     Path | None, typer.Option(help="A file of video ids to leave out (one per line), e.g. known-bad ReVOS videos.")
 ]
+DatasetVersionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset-version",
+        help="Force the dataset version (mevis: v1 or v2); by default it is detected from the files.",
+        show_default=False,
+    ),
+]
 
 
 @app.command("eval")
@@ -425,6 +433,7 @@ def eval_command(
         ),
     ] = None,
     exclude_videos: ExcludeOpt = None,
+    dataset_version: DatasetVersionOpt = None,
     frames: FramesOpt = PAPER_SETTINGS.num_frames,
     base_url: BaseUrlOpt = None,
     box_convention: BoxConventionOpt = None,
@@ -443,7 +452,9 @@ def eval_command(
     """
     from revseg.evals import AgentSpec, evaluate, get_benchmark
 
-    bench = get_benchmark(benchmark, data_root, split, exclude_videos=_read_ids(exclude_videos))
+    bench = get_benchmark(
+        benchmark, data_root, split, exclude_videos=_read_ids(exclude_videos), version=dataset_version
+    )
     out_dir = out or Path("revseg-eval") / f"{bench.name}-{bench.split}"
     spec = AgentSpec(
         policy=policy,
@@ -488,6 +499,7 @@ def score_command(
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Threads scoring samples at once.")] = 1,
     exclude_videos: ExcludeOpt = None,
+    dataset_version: DatasetVersionOpt = None,
 ) -> None:
     """Score existing predictions against a benchmark's ground truth, no models: report.md and report.json.
 
@@ -496,7 +508,9 @@ def score_command(
     """
     from revseg.evals import get_benchmark, score
 
-    bench = get_benchmark(benchmark, data_root, split, exclude_videos=_read_ids(exclude_videos))
+    bench = get_benchmark(
+        benchmark, data_root, split, exclude_videos=_read_ids(exclude_videos), version=dataset_version
+    )
     report = score(bench, pred, out, workers=workers)
     typer.echo(report.to_markdown())
     typer.echo(f"wrote {out or pred}")

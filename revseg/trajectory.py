@@ -151,6 +151,11 @@ class Trajectory(BaseModel):
     outputs: dict[str, str] = Field(default_factory=dict, description="Artefact name -> path (masks, overlay).")
     timings: dict[str, float] = Field(default_factory=dict, description="Stage name -> wall seconds.")
     rewards: dict[str, float] | None = None
+    dataset: dict[str, str | None] | None = Field(
+        None,
+        description="For a benchmark run: benchmark, version, split and sample key (a MeViS number means nothing "
+        "without its version).",
+    )
     reviews: list[dict[str, Any]] = Field(
         default_factory=list,
         description="A person's decisions at the review points (stage, accepted, changes): corrected targets "

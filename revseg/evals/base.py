@@ -102,8 +102,22 @@ class Benchmark:
     paper: ClassVar[tuple[PaperRow, ...]] = ()
     paper_split: ClassVar[str | None] = None
     """The split the paper's numbers are on, when it differs from the one evaluated (MeViS)."""
+    versions: ClassVar[tuple[str, ...]] = ()
+    """Dataset versions the reader knows (MeViS v1, v2); empty: one version, nothing to choose."""
+    failure_rule: ClassVar[str] = (
+        "a failed run (unparseable turn, policy or tracker error, crash) and a missing, incomplete or "
+        "unreadable prediction score 0 on every metric and are counted by kind; a 'no target' answer is "
+        "scored as empty masks"
+    )
 
-    def __init__(self, data_root: str | Path, split: str | None = None, *, exclude_videos: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        data_root: str | Path,
+        split: str | None = None,
+        *,
+        exclude_videos: Iterable[str] = (),
+        version: str | None = None,
+    ) -> None:
         root = Path(data_root).expanduser()
         if not root.is_dir():
             raise DatasetError(f"{self.title}: data root {root} is not a folder")
@@ -117,6 +131,12 @@ class Benchmark:
         self.excluded: list[dict[str, str]] = []
         self.notes: list[str] = []
         self._samples: list[Sample] | None = None
+        if version is not None and version not in self.versions:
+            known = ", ".join(self.versions) or "none (this benchmark has one version)"
+            raise DatasetError(f"{self.title} has no version '{version}'; known versions: {known}")
+        self.version: str | None = version
+        """The dataset version evaluated (None: the benchmark has a single release)."""
+        self.version_source = "forced" if version is not None else ""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r})"
@@ -141,6 +161,17 @@ class Benchmark:
                 raise DatasetError(f"{self.title}: sample {duplicate} appears twice in the annotation file")
             self._samples = sorted(samples, key=lambda s: (natural_key(s.video), natural_key(s.expression)))
         return list(self._samples)
+
+    def describe(self) -> dict[str, str | None]:
+        """Benchmark, version, split, protocol and failure rule: what every report and trajectory states."""
+        return {
+            "benchmark": self.name,
+            "version": self.version,
+            "version_source": self.version_source or None,
+            "split": self.split,
+            "protocol": self.protocol,
+            "failures": self.failure_rule,
+        }
 
     def read_samples(self) -> Iterable[Sample]:
         """The split's samples as the annotation files list them (subclasses implement)."""

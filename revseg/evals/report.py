@@ -48,6 +48,55 @@ FAILURE_KINDS: dict[str, str] = {
 ALWAYS_SHOWN = (*list(FAILURE_KINDS)[:4], MISSING)
 
 
+NO_TARGET_PROTOCOL = (
+    "GREx / gRefCOCO (adopted by MeViS v2 and the PVUW MeViS track): a sample answers 'no target' when its "
+    "prediction is empty on every frame. N-acc. = no-target expressions answered 'no target' / no-target "
+    "expressions; T-acc. = expressions with a target answered with a non-empty mask / expressions with a target; "
+    "false 'no target' = expressions with a target answered 'no target' / expressions with a target. A failed or "
+    "missing prediction is no answer: it counts as wrong in N-acc. and T-acc. and not as a 'no target' answer"
+)
+NO_TARGET_METRICS = ("N-acc.", "T-acc.", "false 'no target'", "J&F")
+
+
+def no_target_table(title: str, scores: Sequence[SampleScore], *, no_target_subset: str = "no_target") -> Table:
+    """No-target accuracy (N-acc.), target accuracy (T-acc.), false 'no target' rate and J&F with and without them.
+
+    Rows: no-target expressions (N-acc.; their J&F, 100 for an empty answer), expressions with a
+    target (T-acc., false 'no target' rate, J&F), and all expressions (J&F pooled over both).
+    """
+    no_target = [s for s in scores if s.subset == no_target_subset]
+    target = [s for s in scores if s.subset != no_target_subset]
+
+    def answered_empty(s: SampleScore) -> bool:
+        return bool(s.empty) and not s.zero_by_rule
+
+    def pct(count: int, total: int) -> float | None:
+        return 100.0 * count / total if total else None
+
+    def jf(group: Sequence[SampleScore]) -> float | None:
+        return mean_row("", group).values["J&F"]
+
+    n_right = sum(answered_empty(s) for s in no_target)
+    t_right = sum(not s.zero_by_rule and s.empty is False for s in target)
+    t_empty = sum(answered_empty(s) for s in target)
+    rows = [
+        Row("no-target expressions", len(no_target), {"N-acc.": pct(n_right, len(no_target)), "J&F": jf(no_target)}),
+        Row(
+            "expressions with a target",
+            len(target),
+            {"T-acc.": pct(t_right, len(target)), "false 'no target'": pct(t_empty, len(target)), "J&F": jf(target)},
+        ),
+        Row("all expressions (J&F with no-target)", len(scores), {"J&F": jf(scores)}),
+    ]
+    notes = [
+        f"{n_right} of {len(no_target)} no-target expressions answered 'no target'; {t_empty} of {len(target)} "
+        f"expressions with a target wrongly answered 'no target'; {len(target) - t_right - t_empty} of them failed "
+        "or are missing.",
+        "J&F of an empty answer on an empty ground truth is 100 (J = 1 and F = 1 by the DAVIS conventions).",
+    ]
+    return Table(title, NO_TARGET_PROTOCOL, rows, metrics=NO_TARGET_METRICS, notes=notes)
+
+
 def failure_counts(scores: Sequence[SampleScore]) -> dict[str, list[str]]:
     """Keys of the samples per failure kind (the kinds of :data:`FAILURE_KINDS`), sorted."""
     kinds: dict[str, list[str]] = {kind: [] for kind in FAILURE_KINDS}
@@ -70,6 +119,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     submission: str | None = None
     run: dict[str, Any] = field(default_factory=dict)
+    setup: dict[str, str | None] = field(default_factory=dict)
+    """Benchmark, version, split, protocol and how failures were scored (``Benchmark.describe()``)."""
 
     @property
     def failures(self) -> dict[str, list[str]]:
@@ -98,6 +149,8 @@ class Report:
             "benchmark": self.benchmark,
             "title": self.title,
             "split": self.split,
+            "version": self.setup.get("version"),
+            "setup": self.setup,
             "tables": [t.to_json() for t in self.tables],
             "counts": {
                 "samples": len(self.samples),
@@ -118,9 +171,19 @@ class Report:
         """A readable report: tables, failure counts with the samples listed, exclusions, notes."""
         failures = self.failures
         scored = sum(not s.zero_by_rule for s in self.samples)
-        lines = [
-            f"# {self.title} {self.split}",
-            "",
+        version = self.setup.get("version")
+        lines = [f"# {self.title}{f' {version}' if version else ''} {self.split}", ""]
+        if self.setup:
+            source = self.setup.get("version_source")
+            lines += [
+                f"- benchmark: {self.title} (`{self.benchmark}`)",
+                f"- version: {version or 'single release'}{f' ({source})' if source else ''}",
+                f"- split: {self.split}",
+                f"- protocol: {self.setup.get('protocol')}",
+                f"- failures: {self.setup.get('failures')}",
+                "",
+            ]
+        lines += [
             f"{len(self.samples)} samples; {scored} scored from their masks, "
             f"{len(self.samples) - scored} scored 0 (failed or missing); {len(self.excluded)} excluded.",
             "",

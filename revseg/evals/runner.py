@@ -72,11 +72,13 @@ class RunStore:
         self.results_path = self.out / RESULTS_JSONL
         self._results = AppendLog(self.results_path)
         self._lock: IO[str] | None = None
+        self._config: Mapping[str, Any] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     def open(self, config: Mapping[str, Any], *, resume: bool) -> dict[str, dict[str, Any]]:
         """Lock the folder, check or write ``run.json``; return the completion records so far."""
+        self._config = config
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             self._lock = (self.out / LOCK_FILE).open("a+")
@@ -158,7 +160,9 @@ class RunStore:
             self._write_json(run_dir / "masks.json", result.masks)
             write_prediction(pred_dir, result.masks, result.frame_names)
         if result.trajectory is not None:
-            self._save_trajectory(result.trajectory, run_dir, pred_dir if result.masks is not None else None)
+            self._save_trajectory(
+                result.trajectory, run_dir, pred_dir if result.masks is not None else None, sample.key
+            )
         record = {
             "key": sample.key,
             "video": sample.video,
@@ -173,10 +177,11 @@ class RunStore:
         self._append(record)
         return record
 
-    def _save_trajectory(self, text: str, run_dir: Path, pred_dir: Path | None) -> None:
+    def _save_trajectory(self, text: str, run_dir: Path, pred_dir: Path | None, key: str) -> None:
         from revseg.trajectory import Trajectory
 
         trajectory = Trajectory.model_validate_json(text)
+        trajectory.dataset = {k: self._config.get(k) for k in ("benchmark", "version", "split")} | {"sample": key}
         outputs = {"trajectory": str(run_dir / "trajectory.json")}
         if pred_dir is not None:
             outputs |= {"masks_json": str(run_dir / "masks.json"), "predictions": str(pred_dir)}
@@ -250,6 +255,8 @@ def evaluate(
         "data_root": str(benchmark.root.resolve()),
         "agent": describe_agent(agent),
     }
+    if benchmark.version is not None:
+        config["version"] = benchmark.version
     with RunStore(out_dir) as store:
         records = store.open(config, resume=resume)
         done = {
@@ -373,11 +380,21 @@ def _report(
             list(benchmark.excluded),
             notes,
             submission=str(zip_path),
+            setup=benchmark.describe(),
         )
     scores = score_samples(benchmark, samples, predictions, records, workers=workers)
     tables = benchmark.tables(scores)
     tables += benchmark.protocol_tables(samples, predictions, statuses)
-    return Report(benchmark.name, benchmark.title, benchmark.split, tables, scores, list(benchmark.excluded), notes)
+    return Report(
+        benchmark.name,
+        benchmark.title,
+        benchmark.split,
+        tables,
+        scores,
+        list(benchmark.excluded),
+        notes,
+        setup=benchmark.describe(),
+    )
 
 
 def _paper_only(benchmark: Benchmark) -> list[Any]:

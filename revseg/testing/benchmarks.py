@@ -17,7 +17,7 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -207,9 +207,16 @@ def write_revos(root: Path, videos: Sequence[SyntheticVideo] | None = None, spli
     return root
 
 
-def write_mevis(root: Path, videos: Sequence[SyntheticVideo] | None = None, split: str = "valid_u") -> Path:
-    """MeViS: ``<split>/JPEGImages/``, ``<split>/meta_expressions.json``, ``<split>/mask_dict.json`` (not for valid)."""
+def write_mevis(
+    root: Path, videos: Sequence[SyntheticVideo] | None = None, split: str = "valid_u", *, version: str = "v2"
+) -> Path:
+    """MeViS: ``<split>/JPEGImages/``, ``<split>/meta_expressions.json``, ``<split>/mask_dict.json`` (not for valid).
+
+    ``v2`` keeps no-target expressions (empty ``anno_id``); ``v1``, which has none, leaves them out.
+    """
     videos = list(videos or default_videos())
+    if version == "v1":
+        videos = [replace(v, expressions=tuple(e for e in v.expressions if e.objects)) for v in videos]
     for video in videos:
         write_frames(root / split / "JPEGImages" / video.name, video)
     masks, ids = _mask_dict_entries(videos)
@@ -235,6 +242,34 @@ def write_refytvos(root: Path, videos: Sequence[SyntheticVideo] | None = None, *
     _write_json(root / "meta_expressions" / "valid" / "meta_expressions.json", {"videos": meta})
     test = {"videos": {"test-only": meta["test-only"]}}
     _write_json(root / "meta_expressions" / "test" / "meta_expressions.json", test)
+    return root
+
+
+def write_refytvos_train(root: Path, videos: Sequence[SyntheticVideo] | None = None, *, every: int = 2) -> Path:
+    """Ref-YouTube-VOS train: ``train/JPEGImages``, palette ``train/Annotations`` (value = object id + 1), meta.
+
+    Only single-object expressions are kept (train expressions refer to one object each).
+    """
+    from PIL import Image
+
+    videos = list(videos or default_videos())
+    meta: dict[str, Any] = {}
+    for video in videos:
+        write_frames(root / "train" / "JPEGImages" / video.name, video)
+        ids = np.zeros(video.size[::-1], dtype=np.uint8)
+        for index in range(len(video.boxes)):
+            ids[video.object_mask(index)] = index + 1
+        folder = root / "train" / "Annotations" / video.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in video.frame_names():
+            Image.fromarray(ids, mode="L").convert("P").save(folder / f"{name}.png")
+        expressions = {
+            e.exp_id: {"exp": e.query, "obj_id": str(e.objects[0] + 1)}
+            for e in video.expressions
+            if len(e.objects) == 1
+        }
+        meta[video.name] = {"expressions": expressions, "frames": video.frame_names()[::every]}
+    _write_json(root / "meta_expressions" / "train" / "meta_expressions.json", {"videos": meta})
     return root
 
 

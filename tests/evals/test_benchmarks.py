@@ -69,6 +69,39 @@ def test_mevis_valid_u_has_ground_truth_and_valid_does_not(datasets: dict[str, P
         server.ground_truth(server.samples()[0])
 
 
+def test_mevis_version_is_detected_from_no_target_expressions_and_can_be_forced(
+    datasets: dict[str, Path],
+) -> None:
+    v2 = get_benchmark("mevis", datasets["mevis"])
+    assert v2.version == "v2" and "no-target" in v2.version_source
+    assert [s.subset for s in v2.samples()][:3] == ["all", "all", "no_target"]
+    v1 = get_benchmark("mevis", datasets["mevis-v1"])
+    assert v1.version == "v1" and v1.version_source == "detected: no no-target expression"
+    assert [s.key for s in v1.samples()] == [k for k in KEYS if k not in ("cat/2", "rain/street/2")]
+    forced = get_benchmark("mevis", datasets["mevis-v1"], version="v2")
+    assert forced.version == "v2" and forced.version_source == "forced"
+    with pytest.raises(DatasetError, match="MeViS v1 has no no-target expressions"):
+        get_benchmark("mevis", datasets["mevis"], version="v1").samples()
+    with pytest.raises(DatasetError, match="no version 'v3'"):
+        get_benchmark("mevis", datasets["mevis"], version="v3")
+    with pytest.raises(DatasetError, match="has one version"):
+        get_benchmark("revos", datasets["revos"], version="v2")
+
+
+def test_mevis_version_comes_from_the_published_expression_count_first(tmp_path: Path) -> None:
+    from revseg.evals.benchmarks.mevis import MeViS
+
+    root = tmp_path / "mevis"
+    (root / "valid").mkdir(parents=True)
+    bench = MeViS(root, "valid")
+    videos = {f"v{i}": {"expressions": {str(j): {"exp": "x"} for j in range(10)}} for i in range(252)}
+    videos["v0"]["expressions"] |= {str(j): {"exp": "x"} for j in range(10, 13)}  # 2,523 in all
+    assert bench.detect_version(videos) == "v2" and bench.version_source == "detected: 2523 expressions in valid"
+    unknown = MeViS(root, "valid")
+    assert unknown.detect_version({"v": {"expressions": {"0": {"exp": "x"}}}}) == "v1"
+    assert unknown.version_source.startswith("assumed") and "v1 assumed" in unknown.notes[0]
+
+
 def test_refytvos_drops_test_videos_and_segments_only_the_listed_frames(datasets: dict[str, Path]) -> None:
     bench = get_benchmark("ref-youtube-vos", datasets["ref-youtube-vos"])
     samples = bench.samples()
@@ -176,3 +209,24 @@ def test_malformed_annotation_files_fail_with_the_file_named(tmp_path: Path, dat
     bench = get_benchmark("revos", root)
     with pytest.raises(DatasetError, match=re.escape("annotation id 100 is not in mask_dict.json")):
         bench.ground_truth(bench.samples()[0])
+
+
+def test_refytvos_train_has_local_ground_truth_from_palette_annotations(tmp_path: Path) -> None:
+    from revseg.testing.benchmarks import write_refytvos_train
+
+    root = write_refytvos_train(tmp_path / "ref-youtube-vos")
+    bench = get_benchmark("ref-youtube-vos", root, "train", exclude_videos=["dog"])  # dog: used for training
+    assert bench.has_ground_truth and "held-out" in bench.protocol
+    samples = bench.samples()
+    assert [s.key for s in samples] == ["cat/0", "rain/street/0", "rain/street/1"]  # single-object expressions
+    gt = bench.ground_truth(samples[1])
+    assert gt.frame_names == ("00000", "00002", "00004", "00006")
+    assert np.array_equal(gt.masks[0], video("rain/street").object_mask(1))
+    assert [e["key"] for e in bench.excluded] == ["dog/0", "dog/1"]
+
+
+def test_refytvos_valid_says_the_server_may_be_unavailable(datasets: dict[str, Path]) -> None:
+    bench = get_benchmark("ref-youtube-vos", datasets["ref-youtube-vos"])
+    bench.samples()
+    assert any("reported unavailable" in n and "--split train" in n for n in bench.notes)
+    assert "reported unavailable" in bench.describe()["protocol"]  # type: ignore[operator]

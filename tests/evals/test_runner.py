@@ -37,7 +37,15 @@ def test_revos_scores_are_the_hand_computed_ones(datasets: dict[str, Path], tmp_
     assert failures["failed_select_frames"] == ["dog/1"]
     assert failures["failed_ground"] == ["rain/street/1"]
     assert failures["no_target"] == ["cat/2"]
-    assert report.row("no-target", "no-target").values["answered no target"] == 50  # street/2 answered a box
+    # no-target: cat/2 answered empty (J&F 100), street/2 answered a box (J = F = 0): N-acc. 50.
+    # With a target: cat/0, cat/1, dog/0 (wrong box), street/0 answered a mask, dog/1 and street/1
+    # failed (no answer, not a "no target" one): T-acc. 4/6, false "no target" 0/6.
+    no_target = report.row("no-target expressions", "no-target").values
+    assert no_target["N-acc."] == 50 and no_target["J&F"] == pytest.approx(50)
+    target = report.row("expressions with a target", "no-target").values
+    assert target["T-acc."] == pytest.approx(400 / 6) and target["false 'no target'"] == 0
+    assert target["J&F"] == pytest.approx(50)  # cat/0, cat/1, street/0 at 100; dog/0, dog/1, street/1 at 0
+    assert report.row("all expressions (J&F with no-target)", "no-target").values["J&F"] == pytest.approx(50)
 
 
 def test_predictions_land_in_the_standard_layout_with_rle_and_run_records(
@@ -57,6 +65,7 @@ def test_predictions_land_in_the_standard_layout_with_rle_and_run_records(
     assert per_object["objects"] == 2
     trajectory = Trajectory.load(out / "runs" / "cat" / "1" / "trajectory.json")
     assert trajectory.query_id == "cat/1" and trajectory.outputs["predictions"].endswith("predictions/cat/1")
+    assert trajectory.dataset == {"benchmark": "revos", "version": None, "split": "valid", "sample": "cat/1"}
     assert not (out / "predictions" / "dog" / "1").exists()  # a failed run has no prediction: it scores 0
     assert (out / "runs" / "dog" / "1" / "trajectory.json").is_file()
     assert [r["key"] for r in lines(out)] == [s.key for s in bench.samples()]
@@ -64,6 +73,21 @@ def test_predictions_land_in_the_standard_layout_with_rle_and_run_records(
     assert comparable(score(bench, out, tmp_path / "rescored").to_json()) == comparable(
         json.loads((out / "report.json").read_text())
     )
+
+
+def test_mevis_version_is_in_run_json_every_trajectory_and_the_report(
+    datasets: dict[str, Path], tmp_path: Path
+) -> None:
+    bench = get_benchmark("mevis", datasets["mevis-v1"])
+    report = evaluate(bench, tmp_path / "out", AGENT, limit=1)
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["version"] == "v1"
+    trajectory = Trajectory.load(tmp_path / "out" / "runs" / "cat" / "0" / "trajectory.json")
+    assert trajectory.dataset == {"benchmark": "mevis", "version": "v1", "split": "valid_u", "sample": "cat/0"}
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert saved["version"] == "v1" and saved["setup"]["split"] == "valid_u"
+    assert "score 0" in saved["setup"]["failures"] and "eval_mevis.py" in saved["setup"]["protocol"]
+    assert (tmp_path / "out" / "report.md").read_text().startswith("# MeViS v1 valid_u\n\n- benchmark: MeViS")
+    assert report.table("MeViS v1 valid_u").rows[1].label == "ReVSeg-7B (paper): valid (v1)"
 
 
 def test_worker_processes_give_the_same_report_as_one_process(datasets: dict[str, Path], tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from revseg.evals import get_benchmark, score
+from revseg.evals.base import Sample
 from revseg.evals.report import comparable, load_report
 from revseg.testing import benchmarks as synth
 from tests.evals.helpers import write_masks, write_predictions
@@ -25,7 +26,8 @@ def test_perfect_revos_predictions_score_100_everywhere(datasets: dict[str, Path
         row = report.row(label)
         assert row.values == pytest.approx({"J": 100, "F": 100, "J&F": 100, "R": 100, "A": 100})
     assert report.row("referring").n == 3 and report.row("overall").n == 6
-    assert report.row("no-target", "no-target").values["answered no target"] == 100
+    assert report.row("no-target expressions", "no-target").values["N-acc."] == 100
+    assert report.row("expressions with a target", "no-target").values["T-acc."] == 100
     assert not any(report.failures.values())
     assert (tmp_path / "pred" / "report.md").is_file() and (tmp_path / "pred" / "report.json").is_file()
 
@@ -40,7 +42,12 @@ def test_empty_revos_predictions_score_0_on_j_and_f_and_are_robust(datasets: dic
     assert referring["A"] == pytest.approx(100 * np.mean([1 - 384 / FRAME, 1 - 768 / FRAME, 1 - 768 / FRAME]))
     assert reasoning["A"] == pytest.approx(100 * np.mean([1 - 832 / FRAME, 1 - 768 / FRAME, 1 - 256 / FRAME]))
     assert report.row("overall").values["A"] == pytest.approx((referring["A"] + reasoning["A"]) / 2)
-    assert report.row("no-target", "no-target").values["answered no target"] == 100
+    assert report.row("no-target expressions", "no-target").values["N-acc."] == 100
+    # every expression with a target answered "no target": T-acc. 0, false "no target" 100;
+    # J&F with no-target = the 2 no-target expressions at 100 among 8
+    target = report.row("expressions with a target", "no-target").values
+    assert target["T-acc."] == 0 and target["false 'no target'"] == 100
+    assert report.row("all expressions (J&F with no-target)", "no-target").values["J&F"] == pytest.approx(25)
 
 
 def test_revos_overall_is_the_mean_of_subset_means_not_pooled(tmp_path: Path) -> None:
@@ -116,14 +123,15 @@ def test_missing_incomplete_and_invalid_predictions_score_0_and_are_listed(
 
 
 def test_reasonvos_and_mevis_perfect_predictions(datasets: dict[str, Path], tmp_path: Path) -> None:
-    for name in ("reasonvos", "mevis"):
-        bench = get_benchmark(name, datasets[name])
+    for name, n in (("reasonvos", 8), ("mevis", 8), ("mevis-v1", 6)):
+        bench = get_benchmark(name.removesuffix("-v1"), datasets[name])
         report = score(bench, write_predictions(bench, tmp_path / name, lambda s, gt: gt))
         assert report.row("all").values == pytest.approx({"J": 100, "F": 100, "J&F": 100})
-        assert report.row("all").n == 8
+        assert report.row("all").n == n
+    assert report.tables[0].title == "MeViS v1 valid_u"
     paper = [r for r in report.tables[0].rows if r.source == "paper"]
     assert paper and paper[0].values["J&F"] == 59.8
-    assert "not directly comparable" in report.tables[0].notes[0]  # MeViS valid_u vs the paper's valid
+    assert "not directly comparable" in report.tables[0].notes[0]  # MeViS v1 valid_u vs the paper's v1 valid
 
 
 def test_refdavis_both_protocols_and_hungarian_matching(datasets: dict[str, Path], tmp_path: Path) -> None:
@@ -219,3 +227,32 @@ def test_davis_unsupervised_finds_the_best_assignment_of_predictions_to_objects(
         pair = [[(jaccard(g, p).mean() + boundary_f(g, p).mean()) / 2 for p in preds] for g in gts]
         best = max(sum(pair[i][c] for i, c in enumerate(choice)) for choice in permutations(range(width), n_gt))
         assert (sum(j) + sum(f)) / 2 == pytest.approx(best)
+
+
+def test_mevis_v2_no_target_metrics_are_the_hand_computed_ones(datasets: dict[str, Path], tmp_path: Path) -> None:
+    bench = get_benchmark("mevis", datasets["mevis"])
+    assert bench.version == "v2"
+
+    def predict(sample: Sample, gt: np.ndarray) -> np.ndarray:
+        if sample.key == "cat/2":  # a no-target expression answered with a mask
+            mask = np.zeros_like(gt)
+            mask[:, 8:32, 8:24] = True
+            return mask
+        if sample.key == "dog/0":  # an expression with a target answered "no target"
+            return np.zeros_like(gt)
+        return gt
+
+    report = score(bench, write_predictions(bench, tmp_path / "pred", predict))
+    # no-target: cat/2 wrong (J = F = 0), rain/street/2 right (empty on empty: 100) -> N-acc. 50, J&F 50.
+    no_target = report.row("no-target expressions", "no-target").values
+    assert no_target["N-acc."] == 50 and no_target["J&F"] == pytest.approx(50)
+    # six with a target: dog/0 answered empty (J = F = 0), the other five perfect.
+    target = report.row("expressions with a target", "no-target").values
+    assert target["T-acc."] == pytest.approx(500 / 6) and target["false 'no target'"] == pytest.approx(100 / 6)
+    assert target["J&F"] == pytest.approx(500 / 6)
+    # J&F with no-target: (5 x 100 + 100) / 8 = 75; the main table's "all" pools them the same way.
+    assert report.row("all expressions (J&F with no-target)", "no-target").values["J&F"] == pytest.approx(75)
+    assert report.row("all", "MeViS v2 valid_u").values["J&F"] == pytest.approx(75)
+    assert report.row("without no-target", "MeViS v2 valid_u").values["J&F"] == pytest.approx(500 / 6)
+    # every published MeViS number is on v1: no paper row beside v2
+    assert all(row.source == "ours" for row in report.table("MeViS v2 valid_u").rows)

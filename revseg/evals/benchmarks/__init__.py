@@ -36,15 +36,23 @@ ALIASES = {
 
 
 def get_benchmark(
-    name: str, data_root: str | Path, split: str | None = None, *, exclude_videos: Iterable[str] = ()
+    name: str,
+    data_root: str | Path,
+    split: str | None = None,
+    *,
+    exclude_videos: Iterable[str] = (),
+    version: str | None = None,
 ) -> Benchmark:
-    """Open a benchmark by name (case-insensitive; ``refytvos`` and ``refdavis`` also work) on its data root."""
+    """Open a benchmark by name (case-insensitive; ``refytvos`` and ``refdavis`` also work) on its data root.
+
+    ``version`` forces a dataset version (MeViS ``v1`` or ``v2``); by default it is detected from the files.
+    """
     key = name.strip().lower()
     key = ALIASES.get(key, key)
     cls = BENCHMARKS.get(key)
     if cls is None:
         raise DatasetError(f"unknown benchmark '{name}'; known: {', '.join(BENCHMARKS)}")
-    return cls(data_root, split, exclude_videos=exclude_videos)
+    return cls(data_root, split, exclude_videos=exclude_videos, version=version)
 
 
 __all__ = ["ALIASES", "BENCHMARKS", "MeViS", "ReVOS", "ReasonVOS", "RefDAVIS17", "RefYouTubeVOS", "get_benchmark"]

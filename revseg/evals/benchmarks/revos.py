@@ -21,8 +21,11 @@ Aggregation, as VISA's ``tools/eval_revos.py`` (which every peer copies) does it
 - Referring and reasoning subsets: the mean over their expressions. **Overall = the mean of
   the referring mean and the reasoning mean**, not a mean pooled over expressions.
 - No-target expressions are kept out of J&F (VISA scores them but reports only the two
-  subsets) and reported on their own as the share answered with no target (a prediction
-  empty on every frame; a failed run is not an answer).
+  subsets) and reported on their own (:func:`revseg.evals.report.no_target_table`): N-acc.
+  and T-acc. as GREx defines them (the share of no-target expressions answered with a
+  prediction empty on every frame; the share of expressions with a target answered with a
+  non-empty one), the false "no target" rate, and J&F with and without them. VISA's paper
+  defines no no-target metric, so this is our choice; a failed run is not an answer.
 - R (robustness) per frame = max(1 - FP / (foreground + 1e-6), 0) with FP the predicted
   pixels outside the ground truth and foreground the pixels of the foreground mask; A
   (accuracy) per frame = the share of pixels where prediction and ground truth agree. Both on
@@ -148,7 +151,7 @@ class ReVOS(Benchmark):
 
     def tables(self, scores: Sequence[SampleScore]) -> list[Table]:
         """Referring, reasoning, overall (mean of the two), the paper's rows; no-target expressions apart."""
-        from revseg.evals.report import Row, Table, mean_of_rows, mean_row, paper_rows
+        from revseg.evals.report import Table, mean_of_rows, mean_row, no_target_table, paper_rows
 
         referring = mean_row("referring", [s for s in scores if s.subset == "referring"], self.extra_metrics)
         reasoning = mean_row("reasoning", [s for s in scores if s.subset == "reasoning"], self.extra_metrics)
@@ -165,14 +168,5 @@ class ReVOS(Benchmark):
                 "No-target expressions (type_id 2) are not in J&F; see the no-target table.",
             ],
         )
-        no_target = [s for s in scores if s.subset == "no_target"]
-        answered = sum(1 for s in no_target if s.empty and not s.zero_by_rule)
-        share = 100.0 * answered / len(no_target) if no_target else None
-        table = Table(
-            title=f"ReVOS {self.split}: no-target expressions",
-            protocol="share of no-target expressions (type_id 2) whose prediction is empty on every frame",
-            rows=[Row("no-target", len(no_target), {"answered no target": share})],
-            metrics=("answered no target",),
-            notes=[f"{answered} of {len(no_target)} answered with no target."],
-        )
+        table = no_target_table(f"ReVOS {self.split}: no-target expressions", scores)
         return [main, table]
