@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install --upgrade pip setuptools wheel
 	$(PIP) install torch==2.14.1 torchvision==0.29.1
 	SAM2_BUILD_CUDA=0 $(PIP) install --no-build-isolation "sam2==1.1.0"
-	$(PIP) install -e ".[sam2,dev,rl]"
+	$(PIP) install -e ".[sam2,dev,rl,postgres,ray]"
 	touch $(STAMP)
 
 demo: install
