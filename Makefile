@@ -14,7 +14,7 @@ DEMO_OUT ?= demo-out
 # Every install takes its versions from requirements.lock (exact pins for Python 3.11-3.13, resolved
 # from pyproject.toml + requirements/pins.in); only `make lock` changes it.
 LOCK := requirements.lock
-EXTRAS ?= sam2,dev,rl
+EXTRAS ?= sam2,dev,rl,postgres,ray
 PINNED := $(PIP) install --constraint $(LOCK)
 
 install: $(STAMP)

@@ -392,6 +392,13 @@ SplitOpt = Annotated[
     str | None,
     typer.Option(help="Split (default: revos valid, mevis valid_u, ref-youtube-vos valid, ref-davis17 valid)."),
 ]
+ShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Run only shard I of N (e.g. 0/4): disjoint shards by a hash of each key, whose union is the whole set.",
+        metavar="I/N",
+    ),
+]
 ExcludeOpt = Annotated[
     Path | None, typer.Option(help="A file of video ids to leave out (one per line), e.g. known-bad ReVOS videos.")
 ]
@@ -434,6 +441,7 @@ def eval_command(
     ] = None,
     exclude_videos: ExcludeOpt = None,
     dataset_version: DatasetVersionOpt = None,
+    shard: ShardOpt = None,
     frames: FramesOpt = PAPER_SETTINGS.num_frames,
     base_url: BaseUrlOpt = None,
     box_convention: BoxConventionOpt = None,
@@ -451,6 +459,7 @@ def eval_command(
     Ctrl-C, rerun with --resume: finished samples are kept, the rest run.
     """
     from revseg.evals import AgentSpec, evaluate, get_benchmark
+    from revseg.evals.shards import Shard
 
     bench = get_benchmark(
         benchmark, data_root, split, exclude_videos=_read_ids(exclude_videos), version=dataset_version
@@ -480,6 +489,7 @@ def eval_command(
         retry_errors=retry_errors,
         ray_address=ray_address,
         on_result=progress,
+        shard=Shard.parse(shard) if shard else None,
     )
     typer.echo(report.to_markdown())
     typer.echo(f"wrote {out_dir}")
@@ -558,6 +568,7 @@ def collect_command(
     box_convention: BoxConventionOpt = None,
     device: DeviceOpt = None,
     exclude_videos: ExcludeOpt = None,
+    shard: ShardOpt = None,
     tokenizer: Annotated[
         str | None,
         typer.Option(
@@ -572,14 +583,17 @@ def collect_command(
     A group is written with one append once its rollouts finish: a crash loses only groups
     in flight, and --resume runs every item without a whole group in OUT.
     """
+    from revseg.evals.shards import Shard, in_shard
     from revseg.policies import build_policy
     from revseg.rl.collect import benchmark_items, collect
     from revseg.rl.rewards import RewardConfig
     from revseg.tools.trackers import build_tracker
 
+    selected = Shard.parse(shard) if shard else None  # parsed before any model loads
     items = benchmark_items(
         dataset, data_root, split, link_dir=out / "frames", exclude_videos=_read_ids(exclude_videos)
     )
+    items = in_shard(items, selected, lambda item: item.key)
     _say(not quiet, f"loading policy {policy}")
     built = build_policy(
         policy,
@@ -614,6 +628,24 @@ def collect_command(
     )
     for key, reason in report.failed:
         typer.echo(f"failed: {key}: {reason}", err=True)
+
+
+@app.command("merge")
+def merge_command(
+    sources: Annotated[list[Path], typer.Argument(help="The --out folders of the shards (eval runs or stores).")],
+    out: Annotated[Path, typer.Option(help="The merged folder (a new one for eval runs).")],
+) -> None:
+    """Join the outputs of `--shard I/N` runs: evaluation folders, or trajectory stores.
+
+    Evaluation folders (with run.json) are merged into a new OUT; score it with `revseg eval
+    --resume --out OUT` (nothing is rerun). Trajectory stores are appended to OUT, each record once.
+    """
+    from revseg.evals.shards import merge_eval_runs, merge_stores
+
+    if all((source / "run.json").is_file() for source in sources):
+        typer.echo(f"merged {merge_eval_runs(sources, out)} samples into {out}")
+    else:
+        typer.echo(f"merged {merge_stores(sources, out)} trajectories into {out}")
 
 
 @app.command("curate")

@@ -140,3 +140,37 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.outcome = "failed"
             report.longrepr = f"REVSEG_REQUIRE={','.join(named)}, but the test skipped: {reason}"
     return report
+
+
+def skip_unless(group: str, reason: str) -> None:
+    """Skip a test of an optional group (postgres, ray_cluster, ...), or fail it when CI requires the group.
+
+    ``REVSEG_REQUIRE=postgres,ray_cluster`` (set by ``.ci/run``) turns such skips into failures,
+    so a missing server or package cannot pass CI silently.
+    """
+    required = {g.strip() for g in os.environ.get("REVSEG_REQUIRE", "").split(",") if g.strip()}
+    if group in required:
+        pytest.fail(f"{group} tests are required here (REVSEG_REQUIRE) but cannot run: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free loopback port for the session (``revseg.testing.postgres``)."""
+    import shutil
+    import tempfile
+
+    from revseg.testing.postgres import PACKAGE, find_bin, postgres_server
+
+    if find_bin() is None:
+        skip_unless("postgres", f"no PostgreSQL server binaries: apt-get install {PACKAGE}")
+    try:
+        import langgraph.checkpoint.postgres  # noqa: F401
+    except ImportError:
+        skip_unless("postgres", "langgraph-checkpoint-postgres missing: pip install 'revseg[postgres]'")
+    folder = tempfile.mkdtemp(prefix="revseg-pg-")  # not under tmp_path: the postgres user must reach it
+    try:
+        with postgres_server(folder) as url:
+            yield url
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -39,6 +39,7 @@ from revseg.evals.predictions import (
 )
 from revseg.evals.report import Report, Table
 from revseg.evals.scoring import score_samples
+from revseg.evals.shards import Shard, in_shard
 from revseg.evals.workers import (
     ERROR_STATUS,
     AgentFactory,
@@ -232,6 +233,7 @@ def evaluate(
     score_workers: int = 1,
     worker_threads: int | None = None,
     on_result: ResultCallback | None = None,
+    shard: Shard | None = None,
 ) -> Report:
     """Run the agent on the benchmark's samples, writing predictions as they finish, then report.
 
@@ -243,17 +245,21 @@ def evaluate(
     reruns those that ended in an exception or a policy error). ``on_result(done, total,
     record)`` is called after each sample is recorded. ``worker_threads`` caps each worker
     process's CPU threads (see :func:`~revseg.evals.workers.process_results`). Splits with
-    local ground truth are scored; server splits get ``submission.zip``. Returns the
+    local ground truth are scored; server splits get ``submission.zip``. With ``shard``
+    only that shard's samples run and are reported (:mod:`revseg.evals.shards`;
+    ``merge_eval_runs`` joins the shards' folders). Returns the
     report, also written to ``report.md`` and ``report.json``.
     """
     samples = benchmark.samples()
     if limit is not None:
         samples = samples[:limit]
+    samples = list(in_shard(samples, shard, lambda s: s.key))
     config = {
         "benchmark": benchmark.name,
         "split": benchmark.split,
         "data_root": str(benchmark.root.resolve()),
         "agent": describe_agent(agent),
+        **({"shard": str(shard)} if shard is not None else {}),
     }
     if benchmark.version is not None:
         config["version"] = benchmark.version
