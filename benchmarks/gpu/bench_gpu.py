@@ -18,7 +18,9 @@ Sections (``python bench_gpu.py SECTION [--dry] --out DIR``):
   480p clip (a JPEG folder) of FRAMES frames: ms per frame, peak GPU and host memory;
 - ``grpo:lora-7b`` / ``grpo:full-3b``: one GRPO step over 8 two-turn rollouts at the
   paper's input sizes (policy and reference forwards, loss, backward, optimizer step);
-- ``table``: rewrite ``results.md`` only.
+- ``table``: rewrite ``results.md`` only;
+- ``record --runs DIR ... --notes TEXT`` (here, not on the GPU machine): the runs' tables into
+  benchmarks/RESULTS.md with the GPU machine and date.
 
 ``--dry`` runs every section on the CPU with one-layer models of the same widths (small
 vocabulary), tiny SAM2 models, 4 small frames and a few short clips, in well under a
@@ -565,6 +567,32 @@ def section_grpo(rec: Recorder, dry: bool, mode: str) -> None:
     )
 
 
+# ----------------------------------------------------------------------------- RESULTS.md
+
+
+def record_results(folders: list[Path], notes: str) -> None:
+    """Write the tables of one or more runs' results.jsonl into benchmarks/RESULTS.md, with the GPU machine and date.
+
+    Run here, after the files came back from the GPU machine; later folders' rows replace
+    earlier ones of the same key (a follow-up run of a failed section).
+    """
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _common import record
+
+    merged = Path(os.environ.get("TMPDIR", "/tmp")) / "revseg-gpu-record"
+    merged.mkdir(parents=True, exist_ok=True)
+    rows = [row for folder in folders for row in _rows(folder)]
+    (merged / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    env = next((row for row in reversed(rows) if row["section"] == "env"), {})
+    where = (
+        f"{rows[0]['time'][:10] if rows else ''} · {env.get('gpu', '?')} ({env.get('gpu_gib', '?')} GiB), "
+        f"{env.get('cpus', '?')} cores, Python {env.get('python', '?')}, torch {env.get('torch', '?')}, "
+        f"transformers {env.get('transformers', '?')}"
+    )
+    table = write_table(merged).replace("### ", "#### ")
+    record("Real size on one GPU (benchmarks/gpu/run.sh)", table.strip(), notes, where=where)
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -587,10 +615,12 @@ def _block_modules() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "section", help="env, prepare, policy, track:BACKEND:FRAMES, grpo:lora-7b, grpo:full-3b or table"
+        "section", help="env, prepare, policy, track:BACKEND:FRAMES, grpo:lora-7b, grpo:full-3b, table or record"
     )
     parser.add_argument("--dry", action="store_true", help="CPU, one-layer and tiny models, small inputs.")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ROOT / "benchmarks/gpu/out")))
+    parser.add_argument("--notes", default="", help="record: the prose under the tables.")
+    parser.add_argument("--runs", type=Path, nargs="*", default=[], help="record: result folders, in run order.")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("REVSEG_BENCH_CACHE", "/tmp/revseg-gpu")))
     args = parser.parse_args()
     _block_modules()
@@ -611,6 +641,8 @@ def main() -> None:
         section_track(rec, args.dry, backend, int(frames), args.cache)
     elif kind == "grpo":
         section_grpo(rec, args.dry, rest)
+    elif kind == "record":
+        record_results(args.runs, args.notes)
     elif kind == "table":
         print(write_table(args.out))
     else:
