@@ -5,18 +5,20 @@ into `benchmarks/.cache/`. Each measurement runs in its own process (2 torch thr
 reports its own peak RSS (getrusage), so runs never see each other's memory.
 
 1. Tracking: SAM2.1-hiera-large at its 1024 px input on a 854x480 clip (JPEG folder), box
-   on the middle frame, through `sam2:` and `hf-sam2:`. A frame costs about 15 s here, so
-   30 and 120 frames (7 and 30 minutes per run) are computed from runs of a few frames:
-   time and peak RSS are linear in the frame count (`a + b * frames`, fitted on two short
-   runs), except where a backend's memory stops growing (hf-sam2 keeps a fixed window).
+   on the middle frame, through `sam2:` and `hf-sam2:`, and the CPU default (`auto` without a
+   GPU: Hiera-T through `sam2:` at 512 px). A frame of Hiera-L costs 15-90 s here depending
+   on the load, so each runs 3 frames and 30 and 120 frames are computed from that run:
+   time linear in frames; sam2's memory grows by its frame cache (12 MB a frame at 1024 px),
+   hf-sam2's session is bounded.
 2. Turn-1 prefill of Qwen2.5-VL-3B (16 frames at 448 px plus the paper's prompt:
    4,096 image tokens) in bfloat16 and float32: seconds (`generate` of one token), peak
    RSS, image tokens. The full model (3.75 B parameters: 15 GB of float32 weights) does
-   not fit this shared 24 GB machine, so each dtype is measured with 2 and 4 text layers
-   and 2 and 4 vision blocks, and the real depths (36 text layers, 32 vision blocks) are
+   not fit this shared 24 GB machine, so each dtype is measured with 1 and 2 text layers
+   and 1 and 2 vision blocks, and the real depths (36 text layers, 32 vision blocks) are
    computed from the per-layer and per-block differences (cost is linear in depth).
+   Results of each run are kept in `benchmarks/.cache/` and reused; delete them to re-measure.
 
-Run: `.venv/bin/python benchmarks/bench_real_size.py` (about 15 minutes on two cores);
+Run: `.venv/bin/python benchmarks/bench_real_size.py` (about 30 minutes on two shared cores);
 `--part track` or `--part prefill` for one half; `--dry` prints without recording.
 """
 
@@ -40,8 +42,8 @@ from _common import record
 CACHE = Path(__file__).resolve().parent / ".cache"
 THREADS = 2
 SAM2 = "sam2.1-hiera-large"
-TRACK_FRAMES = (3, 7)
-PREFILL_DEPTHS = ((2, 2), (4, 2), (2, 4))  # (text layers, vision blocks)
+TRACK_FRAMES = 3
+PREFILL_DEPTHS = ((1, 1), (2, 1), (1, 2))  # (text layers, vision blocks)
 REAL_DEPTH = (36, 32)  # Qwen2.5-VL-3B: 36 text layers, 32 vision blocks
 
 
@@ -56,21 +58,21 @@ def clip(frames: int) -> Path:
     return make_clip(CACHE / f"clip480-{frames}", frames, dry=False)
 
 
-def spec(backend: str) -> str:
+def spec(backend: str, model: str = SAM2) -> str:
     from revseg.testing.real_size import REAL_SAM2, build_real_hf_sam2, build_real_sam2
 
     if backend == "hf-sam2":
-        folder = CACHE / f"hf-{SAM2}"
+        folder = CACHE / f"hf-{model}"
         if not (folder / "config.json").exists():
-            build_real_hf_sam2(SAM2, folder)
+            build_real_hf_sam2(model, folder)
         return f"hf-sam2:{folder}"
-    folder = CACHE / SAM2
-    if not (folder / REAL_SAM2[SAM2].checkpoint_name).exists():
-        build_real_sam2(SAM2, folder)
+    folder = CACHE / model
+    if not (folder / REAL_SAM2[model].checkpoint_name).exists():
+        build_real_sam2(model, folder)
     return f"sam2:{folder}"
 
 
-def child_track(backend: str, frames: int) -> dict[str, Any]:
+def child_track(backend: str, frames: int, model: str = SAM2, image_size: int | None = None) -> dict[str, Any]:
     """One tracking run in this process: load, track every frame; seconds and peak RSS."""
     from revseg.tools.frames import open_video
     from revseg.tools.trackers import build_tracker
@@ -78,7 +80,8 @@ def child_track(backend: str, frames: int) -> dict[str, Any]:
     video = open_video(clip(frames), backend="folder")
     ref = video.ref
     start = time.perf_counter()
-    tracker = build_tracker(spec(backend), device="cpu")
+    options = {"image_size": image_size} if image_size else {}
+    tracker = build_tracker(spec(backend, model), device="cpu", **options)
     assert tracker is not None
     load_s = time.perf_counter() - start
     box = (ref.width * 0.3, ref.height * 0.3, ref.width * 0.6, ref.height * 0.7)
@@ -118,51 +121,60 @@ def child_prefill(dtype: str, layers: int, blocks: int) -> dict[str, Any]:
 
 
 def run_child(*args: str) -> dict[str, Any]:
+    """One measurement in a fresh process; its result is kept in the cache and reused by a later run."""
+    saved = CACHE / f"result-{'-'.join(args)}.json"
+    if saved.exists():
+        kept: dict[str, Any] = json.loads(saved.read_text())
+        print(args, kept, "(from an earlier run)", flush=True)
+        return kept
     env = os.environ | {"OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     out = subprocess.run([sys.executable, __file__, "--child", *args], env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"child {args} failed:\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    saved.write_text(json.dumps(result))
     print(args, result, flush=True)
     return result
 
 
-def line(x: tuple[float, float], y: tuple[float, float]) -> tuple[float, float]:
-    """Intercept and slope of the line through two points."""
-    slope = (y[1] - y[0]) / (x[1] - x[0])
-    return y[0] - slope * x[0], slope
-
-
 def part_track() -> tuple[str, str]:
-    spec("hf-sam2"), spec("sam2")  # build once, outside the timed children
-    rows = ["| backend | frames | s per frame | peak RSS GiB | how |", "|---|---:|---:|---:|---|"]
+    cases = [("sam2", SAM2, None), ("hf-sam2", SAM2, None), ("sam2", "sam2.1-hiera-tiny", 512)]
+    rows = [
+        "| backend | model | input px | frames | s per frame | peak RSS GiB | how |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
     per_frame: dict[str, float] = {}
-    for backend in ("sam2", "hf-sam2"):
-        runs = [run_child("track", backend, str(n)) for n in TRACK_FRAMES]
-        for n, r in zip(TRACK_FRAMES, runs, strict=True):
-            measured = f"measured (load {r['load_s']:.0f} s)"
-            rows.append(f"| {backend} | {n} | {r['track_s'] / n:.1f} | {r['peak_gib']:.2f} | {measured} |")
-        t0, dt = line(TRACK_FRAMES, tuple(r["track_s"] for r in runs))  # type: ignore[arg-type]
-        m0, dm = line(TRACK_FRAMES, tuple(r["peak_gib"] for r in runs))  # type: ignore[arg-type]
-        per_frame[backend] = dt
+    for backend, model, size in cases:
+        spec(backend, model)  # build once, outside the timed child
+        args = ["track", backend, str(TRACK_FRAMES), model] + ([str(size)] if size else [])
+        r = run_child(*args)
+        label = f"{backend} {model.removeprefix('sam2.1-')}" + (f" @{size}" if size else "")
+        seconds = r["track_s"] / r["frames"]
+        per_frame[label] = seconds
+        px = size or 1024
+        rows.append(
+            f"| {backend} | {model} | {px} | {r['frames']} | {seconds:.1f} | {r['peak_gib']:.2f} | "
+            f"measured (load {r['load_s']:.0f} s) |"
+        )
         for n in (30, 120):
-            memory = m0 + dm * n
-            how = "computed: a + b * frames from the two runs"
-            if backend == "hf-sam2":
-                memory = runs[-1][
-                    "peak_gib"
-                ]  # the session keeps a fixed window of frames (bench_track_memory, GPU run)
-                how = "time computed as above; memory: the longer run's (bounded session)"
-            rows.append(f"| {backend} | {n} | {(t0 + dt * n) / n:.1f} | {memory:.2f} | {how} |")
-    faster = min(per_frame, key=per_frame.__getitem__)
+            memory = r["peak_gib"]
+            how = "time: per frame x frames; memory: as measured (bounded session)"
+            if backend == "sam2":  # init_state holds every frame at the input size, float32
+                memory += (n - r["frames"]) * 3 * px * px * 4 / 2**30
+                how = f"time: per frame x frames; memory: + {3 * px * px * 4 / 2**20:.0f} MB a frame (init_state)"
+            rows.append(f"| {backend} | {model} | {px} | {n} | {seconds:.1f} | {memory:.2f} | computed: {how} |")
+    large, hf, tiny = per_frame.values()
     notes = (
-        f"SAM2.1-hiera-large (224 M parameters, random weights) at 1024 px on a 854x480 JPEG clip, box on the middle "
-        f"frame, both directions, CPU float32, {THREADS} torch threads, one process per run. Marginal cost per frame "
-        f"(slope of the two runs): sam2 {per_frame['sam2']:.1f} s, hf-sam2 {per_frame['hf-sam2']:.1f} s: "
-        f"{faster} is faster per frame, and hf-sam2 holds a fixed window where sam2 holds every frame at 1024 px "
-        "(12 MB each, plus its outputs), so at equal memory hf-sam2 also goes furthest. 30 and 120 frames are computed "
-        "from the measured runs (a 120-frame run would take about 30 minutes per backend here). The machine was "
-        "shared with other jobs."
+        f"Random-weight models of the published sizes, box on the middle frame, both directions, 854x480 JPEG clip "
+        f"of {TRACK_FRAMES} frames, CPU float32, {THREADS} torch threads, one process per run. Seconds per frame "
+        "include loading the frames and the first frame's warm-up, so they are upper bounds. A 30-frame run would "
+        "take 10-40 minutes here per backend on this shared machine (load average 4-8 on 2 cores while these ran: "
+        "the per-frame times are 2-5x a quiet machine's), so 30 and 120 frames are computed from the measured run: "
+        "time linear in frames, sam2's memory growing by its frame cache, hf-sam2's bounded (flat from 300 to "
+        f"3,000 frames on the GPU). Per frame: sam2 {large:.0f} s, hf-sam2 {hf:.0f} s at 1024 px; at equal memory "
+        "hf-sam2 goes furthest (its memory does not grow with the video). The CPU default, Hiera-T at 512 px "
+        f"(`auto` without a GPU), takes {tiny:.1f} s a frame: {large / tiny:.0f}x faster than the paper's Hiera-L at "
+        "1024 px through sam2."
     )
     return "\n".join(rows), notes
 
@@ -179,12 +191,12 @@ def part_prefill() -> tuple[str, str]:
                 f"| {dtype} | {layers} | {blocks} | {r['prefill_s']:.1f} | {r['peak_gib']:.2f} | "
                 f"{r['prompt_tokens']} | {r['image_tokens']} | measured |"
             )
-        base, more_vision, more_text = runs[(2, 2)], runs[(2, 4)], runs[(4, 2)]
+        base, more_vision, more_text = runs[(1, 1)], runs[(1, 2)], runs[(2, 1)]
         estimate = {}
         for key in ("prefill_s", "peak_gib"):
-            per_block = (more_vision[key] - base[key]) / 2
-            per_layer = (more_text[key] - base[key]) / 2
-            estimate[key] = base[key] + per_layer * (REAL_DEPTH[0] - 2) + per_block * (REAL_DEPTH[1] - 2)
+            per_block = more_vision[key] - base[key]
+            per_layer = more_text[key] - base[key]
+            estimate[key] = base[key] + per_layer * (REAL_DEPTH[0] - 1) + per_block * (REAL_DEPTH[1] - 1)
         rows.append(
             f"| {dtype} | {REAL_DEPTH[0]} | {REAL_DEPTH[1]} | {estimate['prefill_s']:.0f} | "
             f"{estimate['peak_gib']:.1f} | {base['prompt_tokens']} | {base['image_tokens']} | "
@@ -194,8 +206,8 @@ def part_prefill() -> tuple[str, str]:
         "Qwen2.5-VL-3B-Instruct's widths and vocabulary (random weights), turn 1 as the chain sends it: 16 frames at "
         "448 px (256 image tokens each) and the paper's prompt, through `HFPolicy.generate` with one new token, CPU, "
         f"{THREADS} torch threads, SDPA. The full depth (36 text layers, 32 vision blocks) does not fit this shared "
-        "24 GB machine in float32 (15 GB of weights), so both dtypes are measured at 2 and 4 text layers and 2 and 4 "
-        "vision blocks, and the full model's figures are the 2/2 run plus 34 times the cost of one text layer and 30 "
+        "24 GB machine in float32 (15 GB of weights), so both dtypes are measured at 1 and 2 text layers and 1 and 2 "
+        "vision blocks, and the full model's figures are the 1/1 run plus 35 times the cost of one text layer and 31 "
         "times that of one vision block (prefill cost and weights are linear in depth; peak RSS is weights plus the "
         "largest activations, so the computed RSS is an upper bound). Prompt text is tokenised by the tiny local "
         "tokenizer (fewer text tokens than Qwen's 151k BPE; the 4,096 image tokens dominate). The machine was shared."
@@ -214,7 +226,11 @@ def main() -> None:
 
         torch.set_num_threads(THREADS)
         kind, *rest = args.child
-        result = child_track(rest[0], int(rest[1])) if kind == "track" else child_prefill(rest[0], *map(int, rest[1:]))
+        if kind == "track":
+            size = int(rest[3]) if len(rest) > 3 else None
+            result = child_track(rest[0], int(rest[1]), rest[2], size)
+        else:
+            result = child_prefill(rest[0], *map(int, rest[1:]))
         print(json.dumps(result))
         return
     CACHE.mkdir(parents=True, exist_ok=True)
