@@ -179,12 +179,12 @@ def part_track() -> tuple[str, str]:
     return "\n".join(rows), notes
 
 
-def part_prefill() -> tuple[str, str]:
+def part_prefill(dtypes: list[str]) -> tuple[str, str]:
     rows = [
         "| dtype | text layers | vision blocks | prefill s | peak RSS GiB | prompt tokens | image tokens | how |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for dtype in ("bfloat16", "float32"):
+    for dtype in dtypes:
         runs = {d: run_child("prefill", dtype, str(d[0]), str(d[1])) for d in PREFILL_DEPTHS}
         for (layers, blocks), r in runs.items():
             rows.append(
@@ -218,6 +218,7 @@ def part_prefill() -> tuple[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["track", "prefill", "both"], default="both")
+    parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"], help="Prefill dtypes to measure.")
     parser.add_argument("--dry", action="store_true", help="Print the tables without recording them.")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -239,7 +240,7 @@ def main() -> None:
     if args.part in ("track", "both"):
         parts.append(("Real size on CPU: SAM2.1-hiera-large, sam2 vs hf-sam2 at 1024 px (480p clip)", *part_track()))
     if args.part in ("prefill", "both"):
-        parts.append(("Real size on CPU: Qwen2.5-VL-3B turn-1 prefill, bf16 vs float32", *part_prefill()))
+        parts.append(("Real size on CPU: Qwen2.5-VL-3B turn-1 prefill, bf16 vs float32", *part_prefill(args.dtypes)))
     for title, table, notes in parts:
         notes += f" Whole benchmark: {time.perf_counter() - started:.0f} s."
         if args.dry:

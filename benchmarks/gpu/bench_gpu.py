@@ -22,9 +22,9 @@ Sections (``python bench_gpu.py SECTION [--dry] --out DIR``):
 - ``record --runs DIR ... --notes TEXT`` (here, not on the GPU machine): the runs' tables into
   benchmarks/RESULTS.md with the GPU machine and date.
 
-``--dry`` runs every section on the CPU with one-layer models of the same widths (small
-vocabulary), tiny SAM2 models, 4 small frames and a few short clips, in well under a
-minute: it keeps the script working where no GPU is (a test calls it).
+``--dry`` runs every section on the CPU with the tiny test models (revseg.testing), 4 small
+frames and a few short clips, in about a minute: it keeps the script working where no GPU
+is (a test calls it).
 """
 
 from __future__ import annotations
@@ -184,16 +184,22 @@ def _frames(count: int, size: int) -> list[Any]:
     return [Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for _ in range(count)]
 
 
+CACHE = Path("/tmp/revseg-gpu")
+
+
 def _policy(name: str, dry: bool, attn: str) -> Any:
     from revseg.policies.hf import HFPolicy
     from revseg.testing.real_size import real_qwen_vl
     from revseg.trajectory import PolicyInfo
 
-    small: dict[str, Any] = {}
-    if dry:  # the 3B's widths (the narrowest real size), one layer each, a small vocabulary
-        name, small = "qwen2.5-vl-3b", {"num_layers": 1, "vision_depth": 1, "vocab_size": 1024}
-    dtype = "float32" if dry else "bfloat16"
-    model, processor = real_qwen_vl(name, device=device(dry), dtype=dtype, attn_implementation=attn, **small)
+    if dry:  # the tiny Qwen2.5-VL through hf: (the real-size builder has its own tests)
+        from revseg.testing import build_tiny_qwen_vl
+
+        folder = CACHE / "tiny-qwen25"
+        if not (folder / "config.json").exists():
+            build_tiny_qwen_vl(folder)
+        return HFPolicy.from_spec(str(folder), device="cpu", dtype="float32", attn_implementation=attn)
+    model, processor = real_qwen_vl(name, device=device(dry), dtype="bfloat16", attn_implementation=attn)
     info = PolicyInfo(spec=f"hf:random-{name}", backend="hf", model=name, box_convention="absolute")
     return HFPolicy(model, processor, info)
 
@@ -422,7 +428,7 @@ def _rollout_sequences(policy: Any, turns: dict[str, Any], count: int) -> list[A
     from revseg.policies.base import Generation
     from revseg.rl.sequences import RolloutSequence
 
-    vocab = len(policy.processor.tokenizer) - 32  # ordinary tokens, below the special ones
+    vocab = len(policy.processor.tokenizer) - 16  # ordinary tokens, below the special ones
     generator = torch.Generator().manual_seed(0)
 
     def answer() -> Any:
@@ -623,6 +629,8 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="record: result folders, in run order.")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("REVSEG_BENCH_CACHE", "/tmp/revseg-gpu")))
     args = parser.parse_args()
+    global CACHE
+    CACHE = args.cache
     _block_modules()
     import torch
 

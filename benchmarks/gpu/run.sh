@@ -14,7 +14,7 @@ BUDGET=470
 SECTIONS=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --dry) DRY="--dry"; BUDGET=120 ;;
+    --dry) DRY="--dry"; BUDGET=300 ;;
     --out) OUT_DIR="$2"; shift ;;
     --budget) BUDGET="$2"; shift ;;
     *) SECTIONS+=("$1") ;;

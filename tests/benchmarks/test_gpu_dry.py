@@ -28,7 +28,7 @@ def test_dry_run_measures_every_section_without_agent_or_video_libraries(tmp_pat
             str(ROOT / "benchmarks/gpu/run.sh"),
             "--dry",
             "--budget",
-            "400",
+            "800",
             "--out",
             str(tmp_path / "out"),
             *sections,
@@ -36,7 +36,7 @@ def test_dry_run_measures_every_section_without_agent_or_video_libraries(tmp_pat
         env=env,
         capture_output=True,
         text=True,
-        timeout=500,
+        timeout=900,
     )
     log = (tmp_path / "out/log.txt").read_text()
     assert run.returncode == 0, run.stdout + log
