@@ -15,6 +15,7 @@ NOT_ON_THE_GPU_MACHINE = "av,decord,torchcodec,langgraph,langchain_core,langsmit
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # about a minute on a quiet machine; 10 on this shared one under load
 def test_dry_run_measures_every_section_without_agent_or_video_libraries(tmp_path: Path) -> None:
     sections = ["env", "prepare", "policy", "track:hf-sam2:300", "track:sam2:3000", "grpo:lora-7b"]
     env = os.environ | {
