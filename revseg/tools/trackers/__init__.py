@@ -60,8 +60,8 @@ def choose_tracker(device: str | None = None) -> tuple[str, str]:
     """The tracker spec for this hardware, and one line saying which and why.
 
     On a GPU (``device`` cuda, or None/"auto" with CUDA available) the paper's SAM2.1-hiera-large
-    at 1024 px; on a CPU, :data:`CPU_TRACKER`: Hiera-L takes about 15 s a frame there (a
-    250-frame video over an hour), Hiera-T at 512 px a small fraction of that. Pass
+    at 1024 px; on a CPU, :data:`CPU_TRACKER`: Hiera-L takes about 18 s a frame on two quiet
+    cores (a 250-frame video over an hour), Hiera-T at 512 px about 11x less (benchmarks/RESULTS.md). Pass
     :data:`PAPER_TRACKER` (``--paper``) for the paper's configuration anywhere.
     """
     import importlib.util
@@ -77,8 +77,8 @@ def choose_tracker(device: str | None = None) -> tuple[str, str]:
     if gpu:
         return PAPER_TRACKER, f"tracker: {PAPER_TRACKER} (GPU found: the paper's SAM2.1-hiera-large at 1024 px)"
     return CPU_TRACKER, (
-        f"tracker: {CPU_TRACKER} (no GPU: SAM2.1-hiera-large at 1024 px takes ~15 s a frame on a CPU; "
-        f"--paper or --tracker {PAPER_TRACKER} for the paper's)"
+        f"tracker: {CPU_TRACKER} (no GPU: SAM2.1-hiera-large at 1024 px takes ~18 s a frame on 2 CPU cores, "
+        f"this one ~11x less; --paper for the paper's {PAPER_TRACKER})"
     )
 
 
