@@ -39,7 +39,7 @@ lock:
 demo: install
 	$(BIN)/revseg segment "$(SAMPLE_VIDEO)" "$(DEMO_QUERY)" --out $(DEMO_OUT) \
 		--policy "$${REVSEG_POLICY:-hf:Qwen/Qwen2.5-VL-7B-Instruct}" \
-		--tracker "$${REVSEG_TRACKER:-sam2:facebook/sam2.1-hiera-large}"
+		--tracker "$${REVSEG_TRACKER:-auto}"
 
 lint: install
 	$(BIN)/ruff check .

@@ -61,14 +61,15 @@ def machine() -> str:
 RESULTS_INTRO = "Each section is written by a script in `benchmarks/`; a newer run of a section replaces the older one."
 
 
-def record(title: str, table: str, notes: str = "") -> None:
+def record(title: str, table: str, notes: str = "", *, where: str | None = None) -> None:
     """Print a table and write it, dated and with the machine, to benchmarks/RESULTS.md.
 
     A section of the same title from an earlier run is replaced, so the file holds each
-    benchmark's latest numbers (git keeps the history).
+    benchmark's latest numbers (git keeps the history). ``where`` names the machine and
+    date for figures taken elsewhere (the GPU run); by default this machine, now.
     """
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    block = f"\n## {title}\n\n{stamp} · {machine()}\n\n{table}\n" + (f"\n{notes}\n" if notes else "")
+    block = f"\n## {title}\n\n{where or f'{stamp} · {machine()}'}\n\n{table}\n" + (f"\n{notes}\n" if notes else "")
     print(block)
     text = RESULTS.read_text() if RESULTS.exists() else f"# Benchmark results\n\n{RESULTS_INTRO}\n"
     head, *sections = re.split(r"(?m)^(?=## )", text)

@@ -33,12 +33,19 @@ TrackerOpt = Annotated[
     str,
     typer.Option(
         envvar="REVSEG_TRACKER",
-        help="Tracker backend: sam2:HUB_ID, sam2:CONFIG:CHECKPOINT, hf-sam2:HUB_ID_OR_PATH, or 'none' to stop"
-        " after the box; options after '?', e.g. sam2:HUB_ID?window=300&offload_video_to_cpu=true.",
+        help="Tracker backend: sam2:HUB_ID, sam2:CONFIG:CHECKPOINT, hf-sam2:HUB_ID_OR_PATH, 'none' to stop"
+        " after the box, or 'auto' (the paper's on a GPU, a smaller and faster one on a CPU); options after '?',"
+        " e.g. sam2:HUB_ID?window=300&image_size=512.",
     ),
 ]
 
 
+PaperOpt = Annotated[
+    bool,
+    typer.Option(
+        "--paper", help="The paper's tracker, SAM2.1-hiera-large at 1024 px, on any hardware (the default on a GPU)."
+    ),
+]
 FramesOpt = Annotated[int, typer.Option(min=1, max=256, help="Frames sampled uniformly for turn 1 (paper: 16).")]
 BaseUrlOpt = Annotated[str | None, typer.Option(help="openai: endpoint URL, e.g. http://localhost:8000/v1 (vLLM).")]
 BoxConventionOpt = Annotated[
@@ -71,6 +78,19 @@ def _root(
     """Reasoning video object segmentation: a VLM picks a keyframe and a box, SAM2 tracks it."""
 
 
+def _tracker_choice(tracker: str, paper: bool, device: str | None, progress: bool) -> str:
+    """The tracker spec to build: ``--paper`` forces the paper's; ``auto`` picks by hardware, saying why in one line."""
+    from revseg.tools.trackers import PAPER_TRACKER, choose_tracker
+
+    if paper:
+        return PAPER_TRACKER
+    if tracker.strip().lower() != "auto":
+        return tracker
+    chosen, why = choose_tracker(device)
+    _say(progress, why)
+    return chosen
+
+
 def _default_out(video: Path) -> Path:
     return Path("revseg-out") / (video.stem if video.suffix else video.name)
 
@@ -99,6 +119,7 @@ def segment(
         bool, typer.Option(help="Write report.html: the reasoning chain, keyframe, box and overlay on one page.")
     ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    paper: PaperOpt = False,
 ) -> None:
     """Segment the object QUERY refers to in VIDEO: masks for every frame plus the reasoning trajectory.
 
@@ -111,6 +132,7 @@ def segment(
     progress = not quiet
     out_dir = out or _default_out(video)
     open_video(video, backend=frame_backend).close()  # bad input fails before any model loads
+    tracker = _tracker_choice(tracker, paper, device, progress)
     _say(progress, f"loading policy {policy} and tracker {tracker}")
     agent = ReVSegAgent(
         policy,
@@ -170,6 +192,7 @@ def track(
     ] = "auto",
     overlay: Annotated[bool, typer.Option(help="Write overlay.mp4 with the masks and the keyframe boxes.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    paper: PaperOpt = False,
 ) -> None:
     """Track boxes from one keyframe through VIDEO, without a policy: masks for every frame.
 
@@ -191,6 +214,7 @@ def track(
         options["offload_state_to_cpu"] = True
     progress = not quiet
     out_dir = out or _default_out(video)
+    tracker = _tracker_choice(tracker, paper, device, progress)
     _say(progress, f"tracking {len(boxes)} object(s) from frame {frame} with {tracker}")
     result = track_video(
         video,

@@ -59,3 +59,20 @@ def test_bad_boxes_and_prompts_are_one_line_errors(small_clip: Path, tmp_path: P
     assert degenerate.returncode == 2
     assert degenerate.stderr.strip().splitlines()[-1].startswith("revseg: error: box 0")
     assert "no area" in degenerate.stderr and "Traceback" not in degenerate.stderr
+
+
+def test_default_tracker_on_a_cpu_is_chosen_by_hardware_and_said_in_one_line(small_clip: Path, tmp_path: Path) -> None:
+    # No hub here: the chosen tracker's weights cannot load, but the choice is said before that.
+    done = revseg("track", str(small_clip), "--frame", "3", "--box", "20,30,150,170", "--device", "cpu",
+                  "--out", str(tmp_path / "out"))  # fmt: skip
+    lines = [line for line in done.stderr.splitlines() if line.startswith("tracker: ")]
+    assert len(lines) == 1, done.stderr
+    assert "sam2:facebook/sam2.1-hiera-tiny?image_size=512" in lines[0] and "no GPU" in lines[0]
+    assert "--paper" in lines[0]
+
+
+def test_paper_flag_asks_for_the_papers_tracker_whatever_the_hardware(small_clip: Path, tmp_path: Path) -> None:
+    done = revseg("track", str(small_clip), "--frame", "3", "--box", "20,30,150,170", "--device", "cpu", "--paper",
+                  "--out", str(tmp_path / "out"))  # fmt: skip
+    assert "with sam2:facebook/sam2.1-hiera-large" in done.stderr
+    assert not any(line.startswith("tracker: ") for line in done.stderr.splitlines())

@@ -133,7 +133,7 @@ def test_progress_bar_only_when_asked(
         quiet = capsys.readouterr().err
         list(tracker.track(reader, 6, middle_boxes(reader, 1), progress=True))
         loud = capsys.readouterr().err
-    assert quiet == "" and "hf-sam2: bikes12.mp4" in loud
+    assert quiet == "" and "hf-sam2: bikes12.mp4" in loud and "ETA" in loud
 
 
 @pytest.mark.slow

@@ -276,7 +276,29 @@ def test_progress_bars_only_when_asked(
         list(tracker.track(reader, 3, middle_boxes(reader, 1), progress=True))
         loud = capsys.readouterr().err
     assert quiet == ""
-    assert "export frames" in loud and "propagate in video" in loud
+    assert "export frames" in loud
+    # one bar over the whole video, both directions, with its ETA (sam2's per-direction bars stay off)
+    assert "propagate in video" not in loud
+    assert "10/10 frames" in loud and "ETA" in loud
+
+
+def test_a_smaller_tracking_resolution_gives_masks_at_the_videos_size(
+    tiny_sam2_spec: str, clips: dict[str, Path]
+) -> None:
+    small = build_tracker(f"{tiny_sam2_spec}?image_size=64", device="cpu")
+    assert isinstance(small, Sam2Tracker)
+    assert small._model.image_size == 64  # the tiny model's own is 128
+    with reader_for(clips["jpg"]) as reader:
+        tracked = track_all(small, reader)
+        size = (reader.ref.height, reader.ref.width)
+    assert sorted(i for i, _ in tracked) == list(range(CLIP_FRAMES))
+    assert all(masks.shape == (1, *size) for _, masks in tracked)
+
+
+@pytest.mark.parametrize("size", [100, 0, True, "big"])
+def test_image_size_must_be_a_multiple_of_64(tiny_sam2_spec: str, size: object) -> None:
+    with pytest.raises(SpecError, match="multiple of 64"):
+        build_tracker(tiny_sam2_spec, device="cpu", image_size=size)
 
 
 # --- specs and loading --------------------------------------------------------------------

@@ -7,6 +7,7 @@ when called, so importing this package loads no torch or sam2.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 from revseg.errors import SpecError
@@ -14,9 +15,21 @@ from revseg.errors import SpecError
 if TYPE_CHECKING:
     from revseg.tools.trackers.base import Tracker
 
-__all__ = ["DEFAULT_TRACKER", "TRACKERS", "TrackerFactory", "build_tracker"]
+__all__ = [
+    "CPU_TRACKER",
+    "DEFAULT_TRACKER",
+    "PAPER_TRACKER",
+    "TRACKERS",
+    "TrackerFactory",
+    "build_tracker",
+    "choose_tracker",
+]
 
-DEFAULT_TRACKER = "sam2:facebook/sam2.1-hiera-large"  # the paper's tracker (SAM2 Hiera-L), DESIGN.md 1.2
+PAPER_TRACKER = "sam2:facebook/sam2.1-hiera-large"  # the paper's tracker (SAM2 Hiera-L at 1024 px), DESIGN.md 1.2
+CPU_TRACKER = "sam2:facebook/sam2.1-hiera-tiny?image_size=512"
+"""Without a GPU: Hiera-T (39 M parameters, not Hiera-L's 224 M) tracking at 512 px, not 1024 (see RESULTS.md)."""
+DEFAULT_TRACKER = "auto"
+"""Resolved by :func:`choose_tracker` when a tracker is built: the paper's on a GPU, :data:`CPU_TRACKER` without one."""
 
 
 class TrackerFactory(Protocol):
@@ -43,8 +56,37 @@ TRACKERS: dict[str, TrackerFactory] = {
 }
 
 
+def choose_tracker(device: str | None = None) -> tuple[str, str]:
+    """The tracker spec for this hardware, and one line saying which and why.
+
+    On a GPU (``device`` cuda, or None/"auto" with CUDA available) the paper's SAM2.1-hiera-large
+    at 1024 px; on a CPU, :data:`CPU_TRACKER`: Hiera-L takes about 18 s a frame on two quiet
+    cores (a 250-frame video over an hour), Hiera-T at 512 px about 11x less (benchmarks/RESULTS.md). Pass
+    :data:`PAPER_TRACKER` (``--paper``) for the paper's configuration anywhere.
+    """
+    import importlib.util
+
+    gpu = False
+    if device is None or device == "auto":
+        if importlib.util.find_spec("torch") is not None:
+            import torch
+
+            gpu = torch.cuda.is_available()
+    else:
+        gpu = device.startswith("cuda")
+    if gpu:
+        return PAPER_TRACKER, f"tracker: {PAPER_TRACKER} (GPU found: the paper's SAM2.1-hiera-large at 1024 px)"
+    return CPU_TRACKER, (
+        f"tracker: {CPU_TRACKER} (no GPU: SAM2.1-hiera-large at 1024 px takes ~18 s a frame on 2 CPU cores, "
+        f"this one ~11x less; --paper for the paper's {PAPER_TRACKER})"
+    )
+
+
 def build_tracker(spec: str, *, device: str | None = None, **options: Any) -> Tracker | None:
     """Build the tracker a spec names; ``"none"`` gives None (the chain then stops at boxes).
+
+    ``"auto"`` (:data:`DEFAULT_TRACKER`) is the spec :func:`choose_tracker` picks for the
+    hardware; the built tracker's ``spec`` names the one chosen.
 
     ``device`` is a torch device string, None meaning cuda when available; ``options`` go
     to the backend's constructor (for sam2: ``offload_video_to_cpu``, ``offload_state_to_cpu``,
@@ -55,8 +97,11 @@ def build_tracker(spec: str, *, device: str | None = None, **options: Any) -> Tr
     text = spec.strip()
     if text.lower() == "none":
         return None
+    if text.lower() == DEFAULT_TRACKER:
+        text, why = choose_tracker(device)
+        logging.getLogger(__name__).info(why)
     scheme, sep, rest = text.partition(":")
-    known = ", ".join([*(f"{name}:" for name in TRACKERS), "none"])
+    known = ", ".join([*(f"{name}:" for name in TRACKERS), "auto", "none"])
     if not sep or not rest.strip():
         raise SpecError(f"tracker spec '{spec}' is malformed: expected SCHEME:ARGS (known schemes: {known})")
     factory = TRACKERS.get(scheme)

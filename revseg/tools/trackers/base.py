@@ -134,6 +134,36 @@ def check_box_prompts(frames: Sequence[np.ndarray], boxes: Sequence[Sequence[Box
     return checked
 
 
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        """Nothing to update."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+TRACKING_BAR_FORMAT = (
+    "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} frames [{elapsed}, ETA {remaining}, {rate_fmt}]"
+)
+
+
+def tracking_bar(progress: bool, ref: VideoRef, backend: str) -> Any:
+    """One tqdm bar over every frame of a tracking pass, with its ETA; a do-nothing stand-in when not asked for.
+
+    Both directions count towards one total, so the ETA is for the whole video (on a CPU a
+    video can take an hour: the ETA is what tells the user to choose a smaller tracker).
+    """
+    if not progress:
+        return _NoBar()
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=ref.num_frames, desc=f"{backend}: {Path(ref.path).name}", unit="frame", bar_format=TRACKING_BAR_FORMAT
+    )
+
+
 def pick_device(device: str | None) -> torch.device:
     """The tracker's device: :func:`revseg.devices.pick_device`, with errors that say "tracker"."""
     return _pick_device(device, what="tracker")

@@ -49,6 +49,7 @@ from revseg.tools.trackers.base import (
     check_prompt,
     pick_device,
     split_spec_options,
+    tracking_bar,
 )
 from revseg.trajectory import BoxXYXY
 
@@ -219,7 +220,7 @@ class HFSam2Tracker:
     def _stream(self, video: FrameReader, keyframe: int, boxes: list[BoxXYXY], progress: bool) -> Iterator[FrameMasks]:
         ref = video.ref
         session = self._processor.init_video_session(inference_device=self._device, dtype=self._dtype)
-        bar = _progress_bar(progress, ref)
+        bar = tracking_bar(progress, ref, SCHEME)
         try:
             done = keyframe
             for index, frame in enumerate(video.iter_frames(keyframe), start=keyframe):
@@ -386,20 +387,3 @@ def _load(folder: Path, device: torch.device, dtype: torch.dtype) -> tuple[Any, 
     except RuntimeError as exc:
         raise ModelLoadError(f"hf-sam2 model from '{folder}' cannot move to {device}: {_first_lines(exc)}") from exc
     return model, processor
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        """Nothing to update."""
-
-    def close(self) -> None:
-        """Nothing to close."""
-
-
-def _progress_bar(progress: bool, ref: VideoRef) -> Any:
-    """A tqdm bar over every frame when asked for, else a stand-in that does nothing."""
-    if not progress:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=ref.num_frames, desc=f"hf-sam2: {Path(ref.path).name}", unit="frame")

@@ -27,8 +27,10 @@ the model's input size (``offload_video_to_cpu`` keeps them in host memory), and
 tracked frame's outputs (``offload_state_to_cpu`` likewise).
 
 Options ride in the spec after ``?`` (recorded with it in trajectories) or come as
-keyword arguments: ``offload_video_to_cpu``, ``offload_state_to_cpu`` and ``window``
-(frames per stretch, for bounded memory on long videos; see :class:`Sam2Tracker`), e.g.
+keyword arguments: ``offload_video_to_cpu``, ``offload_state_to_cpu``, ``window``
+(frames per stretch, for bounded memory on long videos; see :class:`Sam2Tracker`) and
+``image_size`` (the tracking pass's input size, e.g. 512 on a CPU: about a quarter of the
+work of the released 1024; masks come back at the video's size either way), e.g.
 ``sam2:facebook/sam2.1-hiera-large?window=300&offload_video_to_cpu=true``.
 """
 
@@ -48,7 +50,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from revseg.errors import ModelLoadError, RevsegError, SpecError, TrackerError, VideoError
 from revseg.hub import resolve_model_dir
 from revseg.tools.frames import reads_exactly
-from revseg.tools.trackers import DEFAULT_TRACKER
+from revseg.tools.trackers import PAPER_TRACKER
 from revseg.tools.trackers.base import (
     FrameMasks,
     bind_options,
@@ -56,6 +58,7 @@ from revseg.tools.trackers.base import (
     check_prompt,
     pick_device,
     split_spec_options,
+    tracking_bar,
 )
 from revseg.trajectory import BoxXYXY
 
@@ -193,7 +196,7 @@ def resolve_sam2_spec(spec: str) -> Sam2Weights:
     scheme, sep, rest = spec.partition(":")
     if scheme != SCHEME or not sep or not rest.strip():
         raise SpecError(
-            f"tracker spec '{spec}' is not a sam2 spec; expected {SCHEME}:HUB_ID (e.g. {DEFAULT_TRACKER}) "
+            f"tracker spec '{spec}' is not a sam2 spec; expected {SCHEME}:HUB_ID (e.g. {PAPER_TRACKER}) "
             f"or {SCHEME}:CONFIG:CHECKPOINT"
         )
     config, sep, checkpoint = rest.partition(":")
@@ -204,10 +207,14 @@ def resolve_sam2_spec(spec: str) -> Sam2Weights:
     return Sam2Weights(_resolve_config(config.strip()), _resolve_checkpoint(checkpoint.strip()))
 
 
-def instantiate_sam2(config: Path) -> Any:
+def instantiate_sam2(config: Path, image_size: int | None = None) -> Any:
     """sam2's ``SAM2VideoPredictor`` as a config file describes it, randomly initialised (on cpu).
 
     Adds the video-inference settings that sam2's ``build_sam2_video_predictor`` adds.
+    ``image_size`` overrides the model's input size (a multiple of 64, e.g. 512 for a
+    1024-px model): the weights do not depend on it (Hiera interpolates its position
+    embedding and the memory attention recomputes its RoPE for the feature size), and
+    the work per frame falls with its square.
     """
     _sam2_package_dir()
     from hydra.utils import instantiate
@@ -224,6 +231,8 @@ def instantiate_sam2(config: Path) -> Any:
         # Without sam2's CUDA extension, hole filling fails and sam2 skips it anyway, with a
         # warning on every frame; turning it off gives the same masks without the noise.
         overrides["fill_hole_area"] = 0
+    if image_size is not None:
+        overrides["image_size"] = image_size
     OmegaConf.update(cfg, "model._target_", _VIDEO_PREDICTOR, force_add=True)
     for key, value in overrides.items():
         OmegaConf.update(cfg, f"model.{key}", value, force_add=True)
@@ -234,15 +243,15 @@ def instantiate_sam2(config: Path) -> Any:
         raise ModelLoadError(f"sam2 config '{config}' does not build a model: {_first_lines(exc)}") from exc
 
 
-def build_sam2_video_model(weights: Sam2Weights, device: torch.device) -> Any:
+def build_sam2_video_model(weights: Sam2Weights, device: torch.device, image_size: int | None = None) -> Any:
     """Build sam2's ``SAM2VideoPredictor`` from a config file and load its checkpoint strictly.
 
     Missing or unexpected checkpoint keys raise ModelLoadError listing them (sam2's own
-    loader logs them and raises an empty RuntimeError).
+    loader logs them and raises an empty RuntimeError). ``image_size`` as in :func:`instantiate_sam2`.
     """
     import torch
 
-    model = instantiate_sam2(weights.config)
+    model = instantiate_sam2(weights.config, image_size)
     try:
         state = torch.load(weights.checkpoint, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -280,6 +289,16 @@ def image_predictor(model: Any) -> Any:
     size = int(model.image_size)
     predictor._bb_feat_sizes = [(size // stride, size // stride) for stride in (4, 8, 16)]
     return predictor
+
+
+def _counted(frames: Iterator[FrameMasks], bar: Any) -> Iterator[FrameMasks]:
+    """Pass frames through, advancing ``bar`` by one for each; close it however the iteration ends."""
+    try:
+        for item in frames:
+            yield item
+            bar.update()
+    finally:
+        bar.close()
 
 
 def _first_lines(exc: BaseException, n: int = 4, width: int = 400) -> str:
@@ -419,14 +438,19 @@ class Sam2Tracker:
         offload_video_to_cpu: bool = False,
         offload_state_to_cpu: bool = False,
         window: int | None = None,
+        image_size: int | None = None,
         spec: str | None = None,
     ) -> None:
         if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 2):
             raise SpecError(f"sam2 window must be an integer of at least 2 frames (or None), got {window!r}")
+        if image_size is not None and (
+            isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 64 or image_size % 64
+        ):
+            raise SpecError(f"sam2 image_size must be a multiple of 64 pixels (e.g. 512), got {image_size!r}")
         weights = Sam2Weights(_resolve_config(str(config)), _resolve_checkpoint(str(checkpoint)))
         self._spec = spec or f"{SCHEME}:{config}:{checkpoint}"
         self._device = pick_device(device)
-        self._model = build_sam2_video_model(weights, self._device)
+        self._model = build_sam2_video_model(weights, self._device, image_size)
         self.weights = weights
         self.offload_video_to_cpu = bool(offload_video_to_cpu)
         self.offload_state_to_cpu = bool(offload_state_to_cpu)
@@ -468,8 +492,10 @@ class Sam2Tracker:
         """
         prompts = check_prompt(video.ref, keyframe_index, boxes)
         if self.window is None or video.ref.num_frames <= self.window:
-            return self._propagate(video, keyframe_index, prompts, progress)
-        return self._propagate_windowed(video, keyframe_index, prompts, progress, self.window)
+            frames = self._propagate(video, keyframe_index, prompts, progress)
+        else:
+            frames = self._propagate_windowed(video, keyframe_index, prompts, progress, self.window)
+        return _counted(frames, tracking_bar(progress, video.ref, SCHEME))
 
     def segment_boxes(self, frames: Sequence[np.ndarray], boxes: Sequence[Sequence[BoxXYXY]]) -> list[np.ndarray]:
         """Each frame's box masks from sam2's image predictor over this tracker's model (see BoxSegmenter).
@@ -549,10 +575,11 @@ class Sam2Tracker:
                 self._call(ref, progress, model.add_new_mask, state, frame_idx=prompt_frame, obj_id=obj_id, mask=mask)
         directions = [False] if prompt_frame == 0 else [False, True]
         for reverse in directions:
+            # sam2's own bar per direction stays off: track() draws one over the whole video, with its ETA
             frames = self._call(
-                ref, progress, self._model.propagate_in_video, state, start_frame_idx=prompt_frame, reverse=reverse
+                ref, False, self._model.propagate_in_video, state, start_frame_idx=prompt_frame, reverse=reverse
             )
-            while (item := self._call(ref, progress, _next_masks, frames)) is not None:
+            while (item := self._call(ref, False, _next_masks, frames)) is not None:
                 if reverse and item.frame_index == prompt_frame:
                     continue  # the forward pass already yielded it
                 yield item
