@@ -709,12 +709,19 @@ def train_command(
     )
 
     def show(metrics: dict[str, float]) -> None:
-        keys = ("loss", "kl", "clip_fraction", "reward/total", "response_length", "tokens_per_s")
+        keys = ("loss", "kl", "clip_fraction", "reward/total", "groups_with_signal", "response_length", "tokens_per_s")
         typer.echo(f"step {int(metrics['step'])}: " + "  ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics))
 
     result = train(trajectories, policy, out, config, assume_on_policy=assume_on_policy, log=show)
     if os.environ.get("RANK", "0") == "0":  # under accelerate launch, one line from the main process
         typer.echo(f"trained {result.steps} steps; checkpoint in {result.checkpoint} (--policy hf:{result.checkpoint})")
+        if config.algorithm == "grpo" and result.steps and not result.groups_with_signal:
+            typer.echo(
+                "warning: no group had a reward spread (every rollout of a group scored the same), so there was "
+                "nothing to learn and the weights moved only by the KL term; collect larger groups or sample "
+                "at a higher temperature",
+                err=True,
+            )
 
 
 @app.command("replay")

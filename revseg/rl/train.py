@@ -52,6 +52,11 @@ class TrainResult:
     steps: int
     history: list[dict[str, float]] = field(default_factory=list)
 
+    @property
+    def groups_with_signal(self) -> int:
+        """Groups, over all steps, whose rollouts' rewards differed (the only ones GRPO learns from)."""
+        return int(sum(m.get("groups_with_signal", 0.0) for m in self.history))
+
 
 @dataclass
 class _Rollout:
@@ -204,7 +209,8 @@ def train(
             batch = [groups[i] for i in order[start : start + config.prompts_per_step]]
             lr = float(scheduler.get_last_lr()[0])
             metrics = _step(model, reference, optimizer, accelerator, batch, build_inputs, tokenizer, config)
-            scheduler.step()
+            if metrics["updated"]:
+                scheduler.step()
             step += 1
             metrics = {"step": float(step), "lr": lr, **metrics}
             history.append(metrics)
@@ -216,6 +222,11 @@ def train(
                 _save(accelerator, model, processor, out / f"checkpoint-{step}", config, merge=False)
     if writer is not None:
         writer.close()
+    if config.algorithm == "grpo" and history and not any(m.get("groups_with_signal", 0.0) for m in history):
+        logger.warning(
+            "no step had a group with a reward spread: every group's rollouts scored alike, so GRPO had "
+            "nothing to learn from (collect larger groups, sample at a higher temperature, or use easier queries)"
+        )
     _save(accelerator, model, processor, out, config, merge=True)
     return TrainResult(checkpoint=out, steps=step, history=history)
 
@@ -272,9 +283,12 @@ def _step(
     started = time.perf_counter()
     grpo = config.algorithm == "grpo"
     rollouts: list[_Rollout] = []
+    signal = 0
     for group in groups:
         rewards = [t.rewards["total"] if t.rewards else 0.0 for t in group]
-        if grpo and len(group) > 1 and _std(rewards) <= config.min_group_std and config.min_group_std > 0:
+        spread = _std(rewards) if len(group) > 1 else 0.0
+        signal += spread > 0.0
+        if grpo and len(group) > 1 and spread <= config.min_group_std and config.min_group_std > 0:
             continue
         advantages = group_advantages(rewards, eps=config.advantage_eps, scale=config.scale_rewards).tolist()
         for t, a in zip(group, advantages, strict=True):
@@ -282,6 +296,14 @@ def _step(
     for r, w in zip(rollouts, token_weights([r.tokens for r in rollouts], config.loss_aggregation), strict=True):
         r.weight = w
     world, rank = accelerator.num_processes, accelerator.process_index
+    if grpo and not signal:
+        logger.warning(
+            "none of this step's %d group(s) has a reward spread: every rollout of a group scored the same, "
+            "so no advantage is non-zero and only the KL term acts (nothing to learn from these groups)",
+            len(groups),
+        )
+    if grpo and not any(r.tokens > 0 for r in rollouts):  # every group skipped by min_group_std: no update
+        return {"groups": float(len(groups)), "groups_with_signal": float(signal), "rollouts": 0.0, "updated": 0.0}
     local = [r for i, r in enumerate(rollouts) if i % world == rank and r.tokens > 0]
     stats = LossStats()
     if not local:  # every process must take part in each step's gradient all-reduce
@@ -324,7 +346,9 @@ def _step(
         **summary,
         "processes": float(world),
         "groups": float(len(groups)),
+        "groups_with_signal": float(signal),
         "rollouts": float(len(rollouts)),
+        "updated": 1.0,
         "tokens": summed.tokens,
         "tokens_per_s": summed.tokens / elapsed if elapsed > 0 else 0.0,
         "response_length": sum(r.tokens for r in rollouts) / max(len(rollouts), 1),

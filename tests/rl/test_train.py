@@ -148,3 +148,25 @@ def test_a_given_kl_reference_is_used_instead_of_the_policy_as_loaded(
     assert anchored.history[0]["kl"] > 1e-6
     state = json.loads((tmp_path / "b" / TRAIN_STATE_FILE).read_text())
     assert state["config"]["reference_model"] == f"hf:{moved.checkpoint}"
+
+
+def test_flat_groups_are_counted_warned_about_and_skipped_without_an_abort(
+    scored_store: Path, tiny_qwen25_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    records = TrajectoryStore(scored_store)
+    flat = [t.model_copy(update={"rewards": {**(t.rewards or {}), "total": 1.0}}) for t in records]
+    with caplog.at_level("WARNING", logger="revseg.rl.train"):
+        result = train(flat, f"hf:{tiny_qwen25_dir}", tmp_path / "flat", GRPOConfig(prompts_per_step=2, max_steps=1))
+    assert result.history[0]["groups_with_signal"] == 0.0 and result.groups_with_signal == 0
+    assert "has a reward spread" in caplog.text
+    assert "nothing to learn" in caplog.text
+    logged = json.loads((tmp_path / "flat" / "train_log.jsonl").read_text().splitlines()[0])
+    assert logged["groups_with_signal"] == 0.0
+
+    skip_all = GRPOConfig(prompts_per_step=2, max_steps=1, min_group_std=0.01, learning_rate=1e-2)
+    skipped = train(flat, f"hf:{tiny_qwen25_dir}", tmp_path / "skip", skip_all)
+    assert skipped.history[0]["updated"] == 0.0 and not changed(weights(tiny_qwen25_dir), weights(tmp_path / "skip"))
+
+    one_step = GRPOConfig(prompts_per_step=2, max_steps=1)
+    mixed = train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "mixed", one_step)
+    assert mixed.history[0]["groups_with_signal"] == 2.0 and mixed.history[0]["updated"] == 1.0
