@@ -680,11 +680,18 @@ def train_command(
         str | None,
         typer.Option(help="KL reference hf:PATH (default: --policy as loaded); round after round, the first model."),
     ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in OUT from its latest checkpoint (same options).")
+    ] = False,
+    carry_optimizer_from: Annotated[
+        Path | None, typer.Option(help="Start from the optimizer moments of a previous run's OUT (the next round).")
+    ] = None,
 ) -> None:
     """Offline GRPO on recorded groups (or RFT), under `accelerate launch` for several GPUs.
 
     Refuses GRPO on trajectories of another policy (an API model, another checkpoint) and
     says to use --algorithm rft. Logs each step to OUT/train_log.jsonl (and TensorBoard).
+    Checkpoints hold the optimizer, scheduler and RNG state: --resume continues a stopped run.
     """
     from revseg.rl.grpo import GRPOConfig
     from revseg.rl.train import train
@@ -706,13 +713,14 @@ def train_command(
         max_grad_norm=max_grad_norm or None,
         gradient_checkpointing=gradient_checkpointing,
         reference_model=reference,
+        optimizer_state_from=None if carry_optimizer_from is None else str(carry_optimizer_from),
     )
 
     def show(metrics: dict[str, float]) -> None:
         keys = ("loss", "kl", "clip_fraction", "reward/total", "groups_with_signal", "response_length", "tokens_per_s")
         typer.echo(f"step {int(metrics['step'])}: " + "  ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics))
 
-    result = train(trajectories, policy, out, config, assume_on_policy=assume_on_policy, log=show)
+    result = train(trajectories, policy, out, config, assume_on_policy=assume_on_policy, resume=resume, log=show)
     if os.environ.get("RANK", "0") == "0":  # under accelerate launch, one line from the main process
         typer.echo(f"trained {result.steps} steps; checkpoint in {result.checkpoint} (--policy hf:{result.checkpoint})")
         if config.algorithm == "grpo" and result.steps and not result.groups_with_signal:

@@ -170,3 +170,75 @@ def test_flat_groups_are_counted_warned_about_and_skipped_without_an_abort(
     one_step = GRPOConfig(prompts_per_step=2, max_steps=1)
     mixed = train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "mixed", one_step)
     assert mixed.history[0]["groups_with_signal"] == 2.0 and mixed.history[0]["updated"] == 1.0
+
+
+def test_a_run_stopped_and_resumed_reaches_the_parameters_of_one_that_never_stopped(
+    scored_store: Path, tiny_qwen25_dir: Path, tmp_path: Path
+) -> None:
+    # AdamW with warm-up: the resumed steps are only identical if moments and schedule come back too.
+    base = {"learning_rate": 1e-2, "prompts_per_step": 1, "num_epochs": 2, "warmup_steps": 2, "save_steps": 1}
+    whole = train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "whole", GRPOConfig(**base))  # type: ignore[arg-type]
+    assert whole.steps == 4
+    stopped = GRPOConfig(**base, max_steps=2)  # type: ignore[arg-type]
+    train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "stopped", stopped)
+    with pytest.raises(TrainingError, match="--resume"):
+        train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "stopped", GRPOConfig(**base))  # type: ignore[arg-type]
+    resumed = train(
+        scored_store,
+        f"hf:{tiny_qwen25_dir}",
+        tmp_path / "stopped",
+        GRPOConfig(**base),
+        resume=True,  # type: ignore[arg-type]
+    )
+    assert [m["step"] for m in resumed.history] == [3.0, 4.0]
+    final, reference = weights(tmp_path / "stopped"), weights(tmp_path / "whole")
+    assert changed(weights(tiny_qwen25_dir), reference)
+    assert not changed(final, reference)  # bit for bit
+    for a, b in zip(resumed.history, whole.history[2:], strict=True):
+        assert a["loss"] == b["loss"] and a["lr"] == b["lr"]
+    log = [json.loads(line)["step"] for line in (tmp_path / "stopped" / "train_log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4]
+
+
+def test_a_run_resumed_from_a_mid_run_checkpoint_drops_the_later_log_lines(
+    scored_store: Path, tiny_qwen25_dir: Path, tmp_path: Path
+) -> None:
+    config = GRPOConfig(learning_rate=1e-2, prompts_per_step=1, num_epochs=2, save_steps=3)
+    train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "run", config)
+    import shutil
+
+    shutil.rmtree(tmp_path / "run" / "training_state")  # as if killed after checkpoint-3 was saved
+    resumed = train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "run", config, resume=True)
+    assert [m["step"] for m in resumed.history] == [4.0]
+    log = [json.loads(line)["step"] for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4]
+
+
+def test_lora_save_steps_checkpoints_load_as_hf_policies_with_the_merged_weights(
+    scored_store: Path, tiny_qwen25_dir: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("peft", reason="LoRA needs peft (the rl extra)")
+    config = GRPOConfig(learning_rate=1e-2, prompts_per_step=2, max_steps=1, use_lora=True, lora_r=4, save_steps=1)
+    train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "lora", config)
+    mid, final = weights(tmp_path / "lora" / "checkpoint-1"), weights(tmp_path / "lora")
+    assert changed(weights(tiny_qwen25_dir), mid)
+    assert set(mid) == set(final)
+    for key in final:  # the same step: merged aside mid-run equals merged for good at the end
+        assert torch.allclose(mid[key], final[key], atol=1e-6), key
+    assert (tmp_path / "lora" / "checkpoint-1" / "adapter" / "adapter_config.json").exists()
+    HFPolicy.from_spec(str(tmp_path / "lora" / "checkpoint-1"))
+
+
+def test_optimizer_moments_carried_from_a_previous_round_change_the_next_update(
+    scored_store: Path, tiny_qwen25_dir: Path, tmp_path: Path
+) -> None:
+    step = {"learning_rate": 1e-2, "prompts_per_step": 2, "max_steps": 1}
+    first = train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "r1", GRPOConfig(**step))  # type: ignore[arg-type]
+    fresh = train(scored_store, f"hf:{first.checkpoint}", tmp_path / "fresh", GRPOConfig(**step), assume_on_policy=True)  # type: ignore[arg-type]
+    carried_config = GRPOConfig(**step, optimizer_state_from=str(first.checkpoint))  # type: ignore[arg-type]
+    train(scored_store, f"hf:{first.checkpoint}", tmp_path / "carried", carried_config, assume_on_policy=True)
+    assert fresh.steps == 1
+    assert changed(weights(tmp_path / "fresh"), weights(tmp_path / "carried"))
+    with pytest.raises(TrainingError, match="no training state"):
+        bad = GRPOConfig(**step, optimizer_state_from=str(tmp_path))  # type: ignore[arg-type]
+        train(scored_store, f"hf:{first.checkpoint}", tmp_path / "bad", bad, assume_on_policy=True)
