@@ -732,6 +732,39 @@ def train_command(
             )
 
 
+rl_app = typer.Typer(help="Training loops (DESIGN.md 1.5).", no_args_is_help=True)
+app.add_typer(rl_app, name="rl")
+
+
+@rl_app.command("loop")
+def rl_loop_command(
+    config: Annotated[Path, typer.Argument(help="Loop config (.toml or .yaml): see revseg.rl.loop.LoopConfig.")],
+    out: Annotated[Path, typer.Option(help="Run folder: one sub-folder per round; rerun to resume after a stop.")],
+) -> None:
+    """R rounds of collect -> train (GRPO, KL to the first model) -> evaluate, resumable at any point.
+
+    Writes OUT/round-NNN/{data,checkpoint,eval,round.json}, the reward curve OUT/curve.png
+    and TensorBoard logs in OUT/runs. Run it again with the same config to continue.
+    """
+    from revseg.rl.loop import load_config, run_loop
+
+    def show(row: dict[str, Any]) -> None:
+        held = row.get("eval", {}).get("total")
+        parts = [f"round {row['round']}:"]
+        if "train_reward" in row:
+            parts.append(f"train reward {row['train_reward']:.3f}")
+        if "groups_with_signal" in row:
+            parts.append(f"groups with signal {row['groups_with_signal']}")
+        if held is not None:
+            parts.append(f"held-out total {held['mean']:.3f} ± {held['se']:.3f}")
+        typer.echo(" ".join(parts))
+
+    rows = run_loop(load_config(config), out, on_round=show)
+    typer.echo(
+        f"{len(rows) - 1} rounds done in {out}; last checkpoint: hf:{out / f'round-{len(rows) - 1:03d}' / 'checkpoint'}"
+    )
+
+
 @app.command("replay")
 def replay_command(
     store: Annotated[Path, typer.Argument(help="Trajectory store folder.")],
