@@ -112,3 +112,8 @@ def test_the_loop_resumes_after_a_sigkill_without_redoing_finished_rounds(
         [*command[:5], str(other), "--out", str(out)], env=env, capture_output=True, text=True, timeout=300, check=False
     )
     assert refused.returncode == 2 and "another config" in refused.stderr
+
+
+def test_the_shipped_example_loop_config_is_valid() -> None:
+    config = load_config(Path(__file__).parents[2] / "configs" / "rl" / "loop.toml")
+    assert config.grpo(1, Path("round-000")).learning_rate == 1e-6 and config.carry_optimizer
