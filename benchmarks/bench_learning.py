@@ -26,6 +26,7 @@ on 2 shared cores; ``--quick`` is a smoke check of about a minute).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -34,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -47,7 +49,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from _common import record
 
 CURVE = Path(__file__).with_name("learning_curve.png")
-ARMS = ("soft", "binary")
+ARMS = ("soft", "binary", "stale")
+"""Arms: on-policy GRPO with the soft (paper) or binary temporal reward, and soft on stale rollouts."""
+STALE_LAG = 2
+"""The stale arm trains each round on rollouts collected by the checkpoint this many rounds older."""
+LEARNING_JSON = Path(__file__).with_name("learning.json")
 SEEDS = {"sft": 101, "train": 202, "heldout": 303}
 """Clip seeds of the three splits: warm-up, RL training and held-out evaluation never share a clip."""
 
@@ -76,6 +82,8 @@ class Plan:
     num_layers: int
     sft_keyframe: str
     seed: int
+    num_frames: int = 4
+    box_grid: int = 1
 
 
 @dataclass
@@ -96,6 +104,12 @@ class Row:
     train_reward: float | None = None
     seconds: float = 0.0
     keyframe_by_kind: dict[str, float] = field(default_factory=dict)
+    se: dict[str, float] = field(default_factory=dict)
+    """Standard error over held-out clips of each component's per-clip mean."""
+    phases: dict[str, float] = field(default_factory=dict)
+    """Wall and process-CPU seconds of the round's phases (collect, train, evaluate)."""
+    clip_fraction: float | None = None
+    kl: float | None = None
 
 
 # --------------------------------------------------------------------------- data
@@ -106,7 +120,7 @@ def settings(plan: Plan) -> Any:
     from revseg.settings import ChainSettings
 
     return ChainSettings(
-        num_frames=4,
+        num_frames=plan.num_frames,
         frame_size=(plan.frame_size, plan.frame_size),
         keyframe_size=(plan.keyframe_size, plan.keyframe_size),
     )
@@ -163,7 +177,7 @@ def sampling(plan: Plan) -> Any:
 # --------------------------------------------------------------------------- stages
 
 
-def warm_up(plan: Plan, base: Path) -> tuple[Path, float, float]:
+def warm_up(plan: Plan, base: Path, clock: _Clock) -> tuple[Path, float, float]:
     """SFT on teacher chains of the warm-up clips; returns (checkpoint, teacher's mean reward, seconds)."""
     from revseg.rl.collect import collect
     from revseg.rl.grpo import GRPOConfig
@@ -177,9 +191,10 @@ def warm_up(plan: Plan, base: Path) -> tuple[Path, float, float]:
     if (out / "revseg_train.json").exists():  # a rerun in the same --work folder keeps its warm-up
         return out, statistics.mean((t.rewards or {})["total"] for t in store), 0.0
     clips = split(plan, "sft")
-    for clip, item in zip(clips, items(plan, clips), strict=True):
-        teacher = ShapesTeacher(clip, keyframe=plan.sft_keyframe, seed=plan.seed)
-        collect([item], teacher, store, group_size=1, settings=settings(plan), resume=True)
+    with clock("sft_data"):
+        for clip, item in zip(clips, items(plan, clips), strict=True):
+            teacher = ShapesTeacher(clip, keyframe=plan.sft_keyframe, seed=plan.seed, grid=plan.box_grid)
+            collect([item], teacher, store, group_size=1, settings=settings(plan), resume=True)
     rewards = [(t.rewards or {})["total"] for t in store]
     config = GRPOConfig(
         algorithm="rft",
@@ -189,7 +204,8 @@ def warm_up(plan: Plan, base: Path) -> tuple[Path, float, float]:
         warmup_steps=10,
         seed=plan.seed,
     )
-    train(store, f"hf:{base}", out, config)
+    with clock("sft_train"):
+        train(store, f"hf:{base}", out, config)
     return out, statistics.mean(rewards) if rewards else 0.0, time.perf_counter() - started
 
 
@@ -225,6 +241,10 @@ def evaluate(plan: Plan, checkpoint: Path, arm: str, round_: int, name: str) -> 
             kinds.setdefault(by_key[t.query_id].query_kind, []).append((t.rewards or {})["temporal"])
         per_clip.setdefault(str(t.query_id), []).append((t.rewards or {})["total"])
     clip_means = [statistics.mean(v) for v in per_clip.values()]
+    se = {}
+    for key in ("total", "format", "temporal", "spatial"):
+        means = [statistics.mean((t.rewards or {})[key] for t in records if t.query_id == q) for q in per_clip]
+        se[key] = statistics.stdev(means) / len(means) ** 0.5 if len(means) > 1 else 0.0
 
     def mean(key: str) -> float:
         return statistics.mean((t.rewards or {})[key] for t in records)
@@ -245,11 +265,18 @@ def evaluate(plan: Plan, checkpoint: Path, arm: str, round_: int, name: str) -> 
         parsed=mean("both_parsed"),
         seconds=time.perf_counter() - started,
         keyframe_by_kind={k: statistics.mean(v) for k, v in sorted(kinds.items())},
+        se=se,
     )
 
 
 def run_arm(plan: Plan, arm: str, start: str) -> list[Row]:
-    """R rounds of collect -> GRPO -> evaluate from ``start``, training with the ``arm`` temporal reward."""
+    """R rounds of collect -> GRPO -> evaluate from ``start``.
+
+    ``soft`` and ``binary`` train on fresh rollouts of the latest checkpoint with that
+    temporal reward; ``stale`` trains with the soft reward on rollouts that the checkpoint
+    :data:`STALE_LAG` rounds older collected (the warm-up model for the first rounds), as an
+    offline trainer fed from a lagging collector would: the PPO ratio corrects for the lag.
+    """
     import torch
 
     torch.set_num_threads(plan.threads)
@@ -259,23 +286,28 @@ def run_arm(plan: Plan, arm: str, start: str) -> list[Row]:
     from revseg.rl.train import train
 
     train_clips = split(plan, "train")
-    checkpoint = Path(start)
+    checkpoints = [Path(start)]
     shutil.rmtree(Path(plan.work) / arm, ignore_errors=True)
+    temporal = "binary" if arm == "binary" else "soft"
     rows = []
     for round_ in range(1, plan.rounds + 1):
         started = time.perf_counter()
+        phases: dict[str, float] = {}
+        clock = _Clock(phases)
         batch = train_clips[(round_ - 1) * plan.items : round_ * plan.items]
         data = Path(plan.work) / arm / f"round{round_}-data"
-        report = collect(
-            items(plan, batch),
-            load_policy(checkpoint),
-            data,
-            group_size=plan.group_size,
-            sampling=sampling(plan),
-            settings=settings(plan),
-            reward_config=RewardConfig(temporal=arm),  # type: ignore[arg-type]
-            seed=plan.seed + round_,
-        )
+        collector = checkpoints[max(len(checkpoints) - 1 - (STALE_LAG if arm == "stale" else 0), 0)]
+        with clock("collect"):
+            report = collect(
+                items(plan, batch),
+                load_policy(collector),
+                data,
+                group_size=plan.group_size,
+                sampling=sampling(plan),
+                settings=settings(plan),
+                reward_config=RewardConfig(temporal=temporal),  # type: ignore[arg-type]
+                seed=plan.seed + round_,
+            )
         config = GRPOConfig(
             learning_rate=plan.lr,
             num_generations=plan.group_size,
@@ -285,14 +317,36 @@ def run_arm(plan: Plan, arm: str, start: str) -> list[Row]:
             reference_model=f"hf:{start}",  # KL to the warm-up model in every round, as on-policy GRPO has it
         )
         out = Path(plan.work) / arm / f"round{round_}"
-        train(data, f"hf:{checkpoint}", out, config)
-        checkpoint = out
-        row = evaluate(plan, checkpoint, arm, round_, f"{arm}-round{round_}")
+        with clock("train"):
+            result = train(data, f"hf:{checkpoints[-1]}", out, config, assume_on_policy=arm == "stale")
+        checkpoints.append(out)
+        with clock("evaluate"):
+            row = evaluate(plan, out, arm, round_, f"{arm}-round{round_}")
         row.train_reward = report.mean_reward
         row.seconds = time.perf_counter() - started
+        row.phases = phases
+        steps = [m for m in result.history if m.get("updated")]
+        row.clip_fraction = statistics.mean(m["clip_fraction"] for m in steps) if steps else 0.0
+        row.kl = statistics.mean(m["kl"] for m in steps) if steps else 0.0
         rows.append(row)
         print(f"[{arm}] round {round_}: {json.dumps(asdict(row))}", flush=True)
     return rows
+
+
+class _Clock:
+    """``with clock("phase"):`` adds the block's wall and process-CPU seconds to ``phases``."""
+
+    def __init__(self, phases: dict[str, float]) -> None:
+        self.phases = phases
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.phases[f"{name}_wall_s"] = self.phases.get(f"{name}_wall_s", 0.0) + time.perf_counter() - wall
+            self.phases[f"{name}_cpu_s"] = self.phases.get(f"{name}_cpu_s", 0.0) + time.process_time() - cpu
 
 
 # --------------------------------------------------------------------------- report
@@ -344,7 +398,7 @@ def plot(rows: list[Row], path: Path) -> bool:
     ]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4), constrained_layout=True)
     start = [r for r in rows if r.round == 0 and r.arm == "sft"]
-    for arm, colour in zip(ARMS, ("tab:blue", "tab:orange"), strict=True):
+    for arm, colour in zip(ARMS, ("tab:blue", "tab:orange", "tab:green"), strict=True):
         series = start + [r for r in rows if r.arm == arm]
         for ax, (key, title) in zip(axes, keys, strict=True):
             ys = [getattr(r, key) for r in series]
@@ -393,20 +447,63 @@ def verdict(rows: list[Row], start: Row) -> str:
     for arm in ARMS:
         moves = [f"{k} {getattr(start, k):.2f} -> {late_mean(rows, arm, k):.2f}" for k in keys]
         parts.append(f"{arm} arm, warm-up -> mean of {late}: " + ", ".join(moves) + ".")
-    soft, binary = (late_mean(rows, arm, "total") for arm in ARMS)
+    soft, binary = (late_mean(rows, arm, "total") for arm in ("soft", "binary"))
     noise = statistics.mean(r.total_se for r in rows) * 2**0.5
     if abs(soft - binary) <= 2 * noise:
         better = "is within noise (2 s.e. of one round's difference) of"
     else:
         better = "beats" if soft > binary else "is beaten by"
-    kf_soft, kf_binary = (late_mean(rows, arm, "keyframe") for arm in ARMS)
+    kf_soft, kf_binary = (late_mean(rows, arm, "keyframe") for arm in ("soft", "binary"))
     last = {arm: [r for r in rows if r.arm == arm][-1] for arm in ARMS}
     parts.append(
         f"Held-out total (soft reward) over {late}: soft {better} binary ({soft:.3f} vs {binary:.3f}, "
         f"s.e. of one round's difference about {noise:.3f}); keyframe choice of parsed answers "
         f"{kf_soft:.3f} vs {kf_binary:.3f}. Last round alone: {last['soft'].total:.3f} vs {last['binary'].total:.3f}."
     )
+    for arm in ARMS:
+        gain = last[arm].total - start.total
+        se = (last[arm].total_se ** 2 + start.total_se**2) ** 0.5
+        parts.append(f"{arm}: last round - warm-up = {gain:+.3f} ({gain / se if se else 0.0:+.1f} s.e.).")
+    stale = [r for r in rows if r.arm == "stale"]
+    fresh = [r for r in rows if r.arm == "soft"]
+    if stale and fresh:
+        clip_stale, clip_fresh = (statistics.mean(r.clip_fraction or 0.0 for r in rs) for rs in (stale, fresh))
+        kl_stale, kl_fresh = (statistics.mean(r.kl or 0.0 for r in rs) for rs in (stale, fresh))
+        parts.append(
+            f"Stale data (rollouts {STALE_LAG} rounds older than the trained checkpoint): mean clip fraction "
+            f"{clip_stale:.4f} vs {clip_fresh:.4f} on-policy, KL to the warm-up model {kl_stale:.4f} vs {kl_fresh:.4f}."
+        )
     return " ".join(parts)
+
+
+def learning_record(start: Row, rows: list[Row]) -> dict[str, Any]:
+    """benchmarks/learning.json: held-out mean and s.e. of each component, after SFT and per arm and round."""
+
+    def figures(row: Row) -> dict[str, Any]:
+        return {
+            k: {"mean": getattr(row, k), "se": row.se.get(k, 0.0)} for k in ("total", "format", "temporal", "spatial")
+        }
+
+    arms: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        entry = {"round": row.round, **figures(row), "clip_fraction": row.clip_fraction, "kl": row.kl}
+        arms.setdefault(row.arm, []).append(entry)
+    return {"sft": figures(start), "arms": arms}
+
+
+def phase_table(warm: dict[str, float], rows: list[Row]) -> str:
+    """Wall and process-CPU seconds per phase: the warm-up's, then each arm's summed over its rounds."""
+    lines = ["| phase | wall s | process CPU s |", "|---|---:|---:|"]
+    for name in ("base eval", "sft data", "sft train", "sft eval"):
+        key = name.replace(" ", "_")
+        lines.append(f"| {name} | {warm.get(key + '_wall_s', 0.0):.0f} | {warm.get(key + '_cpu_s', 0.0):.0f} |")
+    for arm in ARMS:
+        arm_rows = [r for r in rows if r.arm == arm]
+        for phase in ("collect", "train", "evaluate"):
+            wall = sum(r.phases.get(f"{phase}_wall_s", 0.0) for r in arm_rows)
+            cpu = sum(r.phases.get(f"{phase}_cpu_s", 0.0) for r in arm_rows)
+            lines.append(f"| {arm} arm: {phase} (all rounds) | {wall:.0f} | {cpu:.0f} |")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- main
@@ -436,6 +533,10 @@ def main() -> None:
         default="visible",
         help="warm-up keyframes: any frame showing the target, or the largest (already optimal for soft)",
     )
+    parser.add_argument("--num-frames", type=int, default=4, help="frames sampled for turn 1")
+    parser.add_argument(
+        "--box-grid", type=int, default=1, help="the teacher rounds box coordinates to multiples of this (px seen)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--seed", type=int, default=0, help="offsets every clip seed and sampling seed")
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a new temporary one)")
@@ -445,6 +546,7 @@ def main() -> None:
     if args.quick:
         args.rounds, args.items, args.group_size = 1, 4, 4
         args.eval_items, args.eval_rollouts, args.sft_clips, args.sft_epochs = 8, 2, 60, 4
+        args.rounds = 3  # the stale arm needs rounds older than the trained one
 
     started = time.perf_counter()
     work = args.work or Path(tempfile.mkdtemp(prefix="revseg-learning-"))
@@ -469,6 +571,8 @@ def main() -> None:
         num_layers=args.layers,
         sft_keyframe=args.sft_keyframe,
         seed=args.seed,
+        num_frames=args.num_frames,
+        box_grid=args.box_grid,
     )
     import torch
 
@@ -480,9 +584,13 @@ def main() -> None:
     )
     for name in SEEDS:
         split(plan, name)
-    rows = [evaluate(plan, base, "random init", 0, "base")]
-    checkpoint, teacher_reward, sft_seconds = warm_up(plan, base)
-    start = evaluate(plan, checkpoint, "sft", 0, "sft")
+    warm: dict[str, float] = {}
+    clock = _Clock(warm)
+    with clock("base_eval"):
+        rows = [evaluate(plan, base, "random init", 0, "base")]
+    checkpoint, teacher_reward, sft_seconds = warm_up(plan, base, clock)
+    with clock("sft_eval"):
+        start = evaluate(plan, checkpoint, "sft", 0, "sft")
     rows.append(start)
     print(f"warm-up: {sft_seconds:.0f} s, teacher reward {teacher_reward:.3f}; {json.dumps(asdict(start))}", flush=True)
 
@@ -493,17 +601,23 @@ def main() -> None:
     elapsed = time.perf_counter() - started
     (work / "rows.json").write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n")
 
-    text = table(rows)
+    text = (
+        table(rows)
+        + "\n\nTime per phase (the arms ran side by side, one process each):\n\n"
+        + phase_table(warm, arm_rows)
+    )
 
     per_kind = kinds_text(arm_rows, start)
     keyframe_rule = "any sampled frame showing the target" if plan.sft_keyframe == "visible" else "largest GT box"
     notes = (
         f"Tiny random Qwen2.5-VL (revseg.testing, hidden {plan.hidden_size}, {plan.num_layers} layers) on "
         f"revseg.testing.shapes clips "
-        f"(8 frames of 112x112, 2-3 shapes; queries: name, grows, shrinks, disappears, moves). Chain: 4 sampled "
+        f"(8 frames of 112x112, 2-3 shapes; queries: name, grows, shrinks, disappears, moves). "
+        f"Chain: {plan.num_frames} sampled "
         f"frames at {plan.frame_size}px, keyframe at {plan.keyframe_size}px, {plan.max_new_tokens} new tokens per "
         f"turn, temperature 1. Warm-up: {plan.sft_clips} teacher chains (strict format, keyframe = {keyframe_rule}, "
-        f"GT box; teacher reward {teacher_reward:.2f}) x {plan.sft_epochs} epochs of SFT (`train(algorithm='rft')`) "
+        f"GT box on a {plan.box_grid}-px grid; teacher reward {teacher_reward:.2f}) x {plan.sft_epochs} epochs "
+        f"of SFT (`train(algorithm='rft')`) "
         f"at lr {plan.sft_lr:g}, {sft_seconds:.0f} s. GRPO: {plan.rounds} rounds x {plan.items} fresh clips x "
         f"{plan.group_size} rollouts, {plan.prompts_per_step} groups per step, AdamW lr {plan.lr:g} (the paper's "
         f"1e-6 is for a pretrained 7B; a tiny random model needs far larger steps), beta {plan.beta:g} (reference = "
@@ -512,12 +626,14 @@ def main() -> None:
         f"'train reward (own)' is the mean reward of that round's training rollouts under the arm's own reward. "
         f"Keyframe choice (soft temporal of parsed answers) by query kind, warm-up and the late-round mean of each "
         f"arm: {per_kind}. {verdict(arm_rows, start)} "
-        f"Two arm processes, {plan.threads} torch thread each; whole run {elapsed / 60:.1f} min. "
+        f"{len(ARMS)} arm processes, {plan.threads} torch thread each; whole run {elapsed / 60:.1f} min wall on a "
+        f"machine shared with other engineers' jobs (2 cores): wall times are inflated, process CPU times are not. "
         f"Curves: [learning_curve.png](learning_curve.png)."
     )
     if args.dry:
         print(text + "\n\n" + notes)
         return
+    LEARNING_JSON.write_text(json.dumps(learning_record(start, arm_rows), indent=1) + "\n")
     plotted = plot(rows, CURVE)
     if not plotted:
         notes = notes.replace(" Curves: [learning_curve.png](learning_curve.png).", " (matplotlib missing: no curve.)")

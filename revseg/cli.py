@@ -753,11 +753,18 @@ def train_command(
         str | None,
         typer.Option(help="KL reference hf:PATH (default: --policy as loaded); round after round, the first model."),
     ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in OUT from its latest checkpoint (same options).")
+    ] = False,
+    carry_optimizer_from: Annotated[
+        Path | None, typer.Option(help="Start from the optimizer moments of a previous run's OUT (the next round).")
+    ] = None,
 ) -> None:
     """Offline GRPO on recorded groups (or RFT), under `accelerate launch` for several GPUs.
 
     Refuses GRPO on trajectories of another policy (an API model, another checkpoint) and
     says to use --algorithm rft. Logs each step to OUT/train_log.jsonl (and TensorBoard).
+    Checkpoints hold the optimizer, scheduler and RNG state: --resume continues a stopped run.
     """
     from revseg.rl.grpo import GRPOConfig
     from revseg.rl.train import train
@@ -779,18 +786,56 @@ def train_command(
         max_grad_norm=max_grad_norm or None,
         gradient_checkpointing=gradient_checkpointing,
         reference_model=reference,
+        optimizer_state_from=None if carry_optimizer_from is None else str(carry_optimizer_from),
     )
 
     def show(metrics: dict[str, float]) -> None:
-        keys = ("loss", "kl", "clip_fraction", "reward/total", "response_length", "tokens_per_s")
-        signal = f"  groups_with_signal={int(metrics['groups_with_signal'])}/{int(metrics['groups'])}"
-        skipped = "  (skipped: no group with a reward spread)" if metrics.get("skipped") else ""
-        shown = "  ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics)
-        typer.echo(f"step {int(metrics['step'])}: {shown}{signal}{skipped}")
+        keys = ("loss", "kl", "clip_fraction", "reward/total", "groups_with_signal", "response_length", "tokens_per_s")
+        typer.echo(f"step {int(metrics['step'])}: " + "  ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics))
 
-    result = train(trajectories, policy, out, config, assume_on_policy=assume_on_policy, log=show)
+    result = train(trajectories, policy, out, config, assume_on_policy=assume_on_policy, resume=resume, log=show)
     if os.environ.get("RANK", "0") == "0":  # under accelerate launch, one line from the main process
         typer.echo(f"trained {result.steps} steps; checkpoint in {result.checkpoint} (--policy hf:{result.checkpoint})")
+        if config.algorithm == "grpo" and result.steps and not result.groups_with_signal:
+            typer.echo(
+                "warning: no group had a reward spread (every rollout of a group scored the same), so there was "
+                "nothing to learn and the weights moved only by the KL term; collect larger groups or sample "
+                "at a higher temperature",
+                err=True,
+            )
+
+
+rl_app = typer.Typer(help="Training loops (DESIGN.md 1.5).", no_args_is_help=True)
+app.add_typer(rl_app, name="rl")
+
+
+@rl_app.command("loop")
+def rl_loop_command(
+    config: Annotated[Path, typer.Argument(help="Loop config (.toml or .yaml): see revseg.rl.loop.LoopConfig.")],
+    out: Annotated[Path, typer.Option(help="Run folder: one sub-folder per round; rerun to resume after a stop.")],
+) -> None:
+    """R rounds of collect -> train (GRPO, KL to the first model) -> evaluate, resumable at any point.
+
+    Writes OUT/round-NNN/{data,checkpoint,eval,round.json}, the reward curve OUT/curve.png
+    and TensorBoard logs in OUT/runs. Run it again with the same config to continue.
+    """
+    from revseg.rl.loop import load_config, run_loop
+
+    def show(row: dict[str, Any]) -> None:
+        held = row.get("eval", {}).get("total")
+        parts = [f"round {row['round']}:"]
+        if "train_reward" in row:
+            parts.append(f"train reward {row['train_reward']:.3f}")
+        if "groups_with_signal" in row:
+            parts.append(f"groups with signal {row['groups_with_signal']}")
+        if held is not None:
+            parts.append(f"held-out total {held['mean']:.3f} ± {held['se']:.3f}")
+        typer.echo(" ".join(parts))
+
+    rows = run_loop(load_config(config), out, on_round=show)
+    typer.echo(
+        f"{len(rows) - 1} rounds done in {out}; last checkpoint: hf:{out / f'round-{len(rows) - 1:03d}' / 'checkpoint'}"
+    )
 
 
 @app.command("replay")

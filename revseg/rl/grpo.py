@@ -108,6 +108,13 @@ class GRPOConfig:
         default=None, metadata={"help": "TensorBoard folder (when tensorboard is installed); None: OUT/runs."}
     )
     save_steps: int | None = field(default=None, metadata={"help": "Also save a checkpoint every this many steps."})
+    optimizer_state_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "A previous run's folder whose optimizer moments this run starts from (rounds of collect -> "
+            "train); None starts them at zero. The learning-rate schedule starts afresh."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.algorithm not in ("grpo", "rft"):

@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 TRAIN_STATE_FILE = "revseg_train.json"
 LOG_FILE = "train_log.jsonl"
+STATE_DIR = "training_state"
+"""accelerate's save_state folder inside each checkpoint: weights as trained, optimizer, scheduler, RNG."""
+STEP_FILE = "revseg_step.json"
 
 
 @dataclass
@@ -52,6 +55,11 @@ class TrainResult:
     checkpoint: Path
     steps: int
     history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def groups_with_signal(self) -> int:
+        """Groups, over all steps, whose rollouts' rewards differed (the only ones GRPO learns from)."""
+        return int(sum(m.get("groups_with_signal", 0.0) for m in self.history))
 
 
 @dataclass
@@ -128,12 +136,18 @@ def train(
     config: GRPOConfig | None = None,
     *,
     assume_on_policy: bool = False,
+    resume: bool = False,
     log: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train ``policy`` (``hf:PATH_OR_HUB_ID``) on recorded groups; save an HF checkpoint in ``out_dir``.
 
     ``assume_on_policy`` skips the behaviour-policy check (say, records from a vLLM server
     serving these very weights). ``log`` receives each step's metrics (the main process's).
+    Every checkpoint (``save_steps`` ones and the final one) also holds the training state
+    (weights as trained, optimizer, scheduler, RNG; accelerate's ``save_state``), so
+    ``resume=True`` continues from the latest one with the same policy, data and config and
+    reaches the parameters an uninterrupted run would; without it, a folder that already
+    holds a run is refused rather than mixed into.
     """
     import torch
     from accelerate import Accelerator
@@ -158,6 +172,19 @@ def train(
         if not groups:
             raise TrainingError(f"no group's best rollout reaches rft_min_reward={config.rft_min_reward}")
 
+    out = Path(out_dir)
+    resume_from = _latest_state(out) if resume else None
+    if not resume and (out / LOG_FILE).exists():
+        raise TrainingError(
+            f"{out} already holds a training run ({LOG_FILE}); pass --resume to continue it, or choose another folder"
+        )
+    if resume_from is not None:
+        trained = json.loads((resume_from / STATE_DIR / STEP_FILE).read_text()).get("policy")
+        if trained not in (None, f"hf:{ref}"):
+            raise TrainingError(
+                f"{resume_from} was trained from {trained}, not hf:{ref}; resume with --policy {trained}"
+            )
+
     accelerator = Accelerator()
     torch.manual_seed(config.seed)
     model, processor, build_inputs = _load(model_dir, accelerator.device, config)
@@ -174,9 +201,18 @@ def train(
         optimizer: Any = torch.optim.SGD(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     else:
         optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    if config.optimizer_state_from is not None and resume_from is None:
+        _carry_moments(optimizer, Path(config.optimizer_state_from), config.learning_rate)
     warmup = max(config.warmup_steps, 0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
     model, optimizer = accelerator.prepare(model, optimizer)
+    # Registered rather than prepared: a prepared scheduler steps once per process under DDP.
+    accelerator.register_for_checkpointing(scheduler)
+    done = 0
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from / STATE_DIR))
+        done = int(json.loads((resume_from / STATE_DIR / STEP_FILE).read_text())["step"])
+        logger.info("resuming from %s after step %d", resume_from, done)
     tokenizer = processor.tokenizer
     logger.info(
         "training under accelerate: %s, %d process(es)", accelerator.distributed_type.value, accelerator.num_processes
@@ -191,32 +227,32 @@ def train(
     if not groups:
         raise TrainingError("every rollout holds a vision placeholder token in an answer; nothing to train on")
 
-    out = Path(out_dir)
-    writer = _tensorboard(config.logging_dir or str(out / "runs")) if accelerator.is_main_process else None
+    if accelerator.is_main_process:
+        _truncate_log(out, done)
+    writer = (
+        _tensorboard(config.logging_dir or str(out / "runs"), purge_step=done + 1 if done else None)
+        if accelerator.is_main_process
+        else None
+    )
     history: list[dict[str, float]] = []
     step = 0
     rng = random.Random(config.seed)
     for _epoch in range(config.num_epochs):
         order = list(range(len(groups)))
-        rng.shuffle(order)
+        rng.shuffle(order)  # replayed from the seed on resume, so the batches after the stop are the same
         for start in range(0, len(order), config.prompts_per_step):
             if config.max_steps is not None and step >= config.max_steps:
                 break
+            if step < done:
+                step += 1
+                continue
             batch = [groups[i] for i in order[start : start + config.prompts_per_step]]
             lr = float(scheduler.get_last_lr()[0])
             metrics = _step(model, reference, optimizer, accelerator, batch, build_inputs, tokenizer, config)
-            if not metrics.get("skipped"):  # a skipped step took no optimizer step: the schedule waits too
+            if metrics["updated"]:
                 scheduler.step()
             step += 1
             metrics = {"step": float(step), "lr": lr, **metrics}
-            if config.algorithm == "grpo" and not metrics["groups_with_signal"]:
-                logger.warning(
-                    "step %d: none of its %d group(s) carries signal (each group's rollouts got the same reward), so "
-                    "every advantage is 0 and %s",
-                    step,
-                    len(batch),
-                    "the step was skipped" if metrics.get("skipped") else "only the KL term moved the weights",
-                )
             history.append(metrics)
             if accelerator.is_main_process:
                 _write_log(out, metrics, writer)
@@ -224,16 +260,58 @@ def train(
                     log(metrics)
             if config.save_steps and step % config.save_steps == 0:
                 _save(accelerator, model, processor, out / f"checkpoint-{step}", config, merge=False)
+                _save_state(accelerator, out / f"checkpoint-{step}", step, f"hf:{ref}")
     if writer is not None:
         writer.close()
-    if config.algorithm == "grpo" and history and not any(m["groups_with_signal"] for m in history):
+    if config.algorithm == "grpo" and history and not any(m.get("groups_with_signal", 0.0) for m in history):
         logger.warning(
-            "no step had a group with a reward spread: GRPO had nothing to learn from these %d group(s); collect "
-            "with sampling on (temperature > 0) and more rollouts per group, or harder/easier queries",
-            len(groups),
+            "no step had a group with a reward spread: every group's rollouts scored alike, so GRPO had "
+            "nothing to learn from (collect larger groups, sample at a higher temperature, or use easier queries)"
         )
+    _save_state(accelerator, out, step, f"hf:{ref}")  # before the merge: LoRA's state is the adapters'
     _save(accelerator, model, processor, out, config, merge=True)
     return TrainResult(checkpoint=out, steps=step, history=history)
+
+
+def _latest_state(out: Path) -> Path | None:
+    """The checkpoint folder under ``out`` (``out`` itself or ``checkpoint-N``) with the most steps, if any."""
+    found = []
+    for folder in [out, *out.glob("checkpoint-*")]:
+        marker = folder / STATE_DIR / STEP_FILE
+        if marker.exists():
+            found.append((int(json.loads(marker.read_text())["step"]), folder))
+    return max(found, key=lambda x: x[0])[1] if found else None
+
+
+def _save_state(accelerator: Any, folder: Path, step: int, policy: str) -> None:
+    """The training state beside a checkpoint; its step file is written last, so a half-saved state is ignored."""
+    accelerator.save_state(str(folder / STATE_DIR))
+    if accelerator.is_main_process:
+        (folder / STATE_DIR / STEP_FILE).write_text(json.dumps({"step": step, "policy": policy}) + "\n")
+    accelerator.wait_for_everyone()
+
+
+def _carry_moments(optimizer: Any, previous: Path, learning_rate: float) -> None:
+    """Start ``optimizer`` from a previous run's moments (Adam's running averages), at this run's rate."""
+    import torch
+
+    folder = _latest_state(previous)
+    if folder is None:
+        raise TrainingError(f"{previous} holds no training state to carry optimizer moments from")
+    saved = torch.load(folder / STATE_DIR / "optimizer.bin", map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(saved)
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate
+        group.pop("initial_lr", None)
+
+
+def _truncate_log(out: Path, done: int) -> None:
+    """Keep the log lines of steps up to ``done`` (all of them when resuming a whole run; none on a fresh one)."""
+    path = out / LOG_FILE
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= done]
+    path.write_text("".join(line + "\n" for line in kept))
 
 
 def _load(model_dir: Path, device: Any, config: GRPOConfig, *, frozen: bool = False) -> tuple[Any, Any, Any]:
@@ -288,22 +366,27 @@ def _step(
     started = time.perf_counter()
     grpo = config.algorithm == "grpo"
     rollouts: list[_Rollout] = []
-    with_signal = 0
+    signal = 0
     for group in groups:
         rewards = [t.rewards["total"] if t.rewards else 0.0 for t in group]
-        spread = _std(rewards)
-        with_signal += spread > 0.0
+        spread = _std(rewards) if len(group) > 1 else 0.0
+        signal += spread > 0.0
         if grpo and len(group) > 1 and spread <= config.min_group_std and config.min_group_std > 0:
             continue
         advantages = group_advantages(rewards, eps=config.advantage_eps, scale=config.scale_rewards).tolist()
         for t, a in zip(group, advantages, strict=True):
             rollouts.append(_Rollout(t, float(a), _token_count(t, tokenizer, need_logprobs=grpo)))
-    signal = {"groups_with_signal": float(with_signal) if grpo else float(len(groups))}
-    if not rollouts:  # every group was flat and min_group_std left them all out: nothing to step on
-        return {"loss": 0.0, "groups": float(len(groups)), "rollouts": 0.0, **signal, "skipped": 1.0}
     for r, w in zip(rollouts, token_weights([r.tokens for r in rollouts], config.loss_aggregation), strict=True):
         r.weight = w
     world, rank = accelerator.num_processes, accelerator.process_index
+    if grpo and not signal:
+        logger.warning(
+            "none of this step's %d group(s) has a reward spread: every rollout of a group scored the same, "
+            "so no advantage is non-zero and only the KL term acts (nothing to learn from these groups)",
+            len(groups),
+        )
+    if grpo and not any(r.tokens > 0 for r in rollouts):  # every group skipped by min_group_std: no update
+        return {"groups": float(len(groups)), "groups_with_signal": float(signal), "rollouts": 0.0, "updated": 0.0}
     local = [r for i, r in enumerate(rollouts) if i % world == rank and r.tokens > 0]
     stats = LossStats()
     if not local:  # every process must take part in each step's gradient all-reduce
@@ -346,8 +429,9 @@ def _step(
         **summary,
         "processes": float(world),
         "groups": float(len(groups)),
-        **signal,
+        "groups_with_signal": float(signal),
         "rollouts": float(len(rollouts)),
+        "updated": 1.0,
         "tokens": summed.tokens,
         "tokens_per_s": summed.tokens / elapsed if elapsed > 0 else 0.0,
         "response_length": sum(r.tokens for r in rollouts) / max(len(rollouts), 1),
@@ -408,12 +492,12 @@ def _std(values: Sequence[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1))
 
 
-def _tensorboard(folder: str) -> Any:
+def _tensorboard(folder: str, purge_step: int | None = None) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except Exception:  # noqa: BLE001 - tensorboard is optional; any import failure means "not installed"
         return None
-    return SummaryWriter(folder)
+    return SummaryWriter(folder, purge_step=purge_step)  # on resume, drop events logged after the checkpoint
 
 
 def _write_log(out: Path, metrics: dict[str, float], writer: Any) -> None:
@@ -429,7 +513,11 @@ def _write_log(out: Path, metrics: dict[str, float], writer: Any) -> None:
 
 
 def _save(accelerator: Any, model: Any, processor: Any, out: Path, config: GRPOConfig, *, merge: bool) -> None:
-    """Save in Hugging Face format (LoRA merged into the weights when ``merge``), loadable as ``hf:OUT``."""
+    """Save in Hugging Face format, loadable as ``hf:OUT``; with LoRA also the adapters.
+
+    ``merge`` merges LoRA into the model for good (the end of a run); otherwise the merged
+    weights are computed aside and the model keeps training its adapters.
+    """
     accelerator.wait_for_everyone()
     state = accelerator.get_state_dict(model)
     if not accelerator.is_main_process:
@@ -438,10 +526,10 @@ def _save(accelerator: Any, model: Any, processor: Any, out: Path, config: GRPOC
     unwrapped = accelerator.unwrap_model(model)
     if config.use_lora:
         unwrapped.save_pretrained(out / "adapter")
-        if not merge:
-            return
-        unwrapped = unwrapped.merge_and_unload()
-        state = None
+        if merge:
+            unwrapped, state = unwrapped.merge_and_unload(), None
+        else:  # mid-run: merged weights computed aside, the adapters left training
+            unwrapped, state = unwrapped.get_base_model(), _merged_lora_state(unwrapped)
     unwrapped.save_pretrained(out, state_dict=state, safe_serialization=True)
     processor.save_pretrained(out)
     state_file = {
@@ -450,3 +538,25 @@ def _save(accelerator: Any, model: Any, processor: Any, out: Path, config: GRPOC
         "processes": accelerator.num_processes,
     }
     (out / TRAIN_STATE_FILE).write_text(json.dumps(state_file, indent=2, default=str) + "\n")
+
+
+def _merged_lora_state(peft_model: Any) -> dict[str, Any]:
+    """The base model's state dict with each LoRA layer's delta added, leaving ``peft_model`` untouched."""
+    from peft.tuners.lora import LoraLayer
+
+    base = peft_model.get_base_model()
+    merged = {}
+    for name, module in base.named_modules():
+        if isinstance(module, LoraLayer):
+            layer: Any = module  # peft's Linear; its get_delta_weight is not on the LoraLayer base type
+            weight = layer.get_base_layer().weight.detach().clone()
+            for adapter in layer.active_adapters:
+                weight += layer.get_delta_weight(adapter).detach()
+            merged[f"{name}.weight"] = weight
+    state = {}
+    for key, value in base.state_dict().items():
+        if "lora_" in key:
+            continue
+        key = key.replace(".base_layer.", ".")
+        state[key] = merged.get(key, value)
+    return state

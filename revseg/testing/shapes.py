@@ -310,10 +310,14 @@ def turn1_answer(clip: ShapeClip, sample_idx: int) -> str:
     )
 
 
-def turn2_answer(box: Sequence[float], seen: tuple[int, int], size: tuple[int, int]) -> str:
-    """Turn 2 in the strict format: ``box`` (original pixels) in the pixels of the image the model saw."""
+def turn2_answer(box: Sequence[float], seen: tuple[int, int], size: tuple[int, int], grid: int = 1) -> str:
+    """Turn 2 in the strict format: ``box`` (original pixels) in the pixels of the image the model saw.
+
+    ``grid`` rounds each coordinate to a multiple of it: a coarser grid has fewer distinct
+    numbers for a small student to learn, at the cost of a looser box.
+    """
     sx, sy = seen[0] / size[0], seen[1] / size[1]
-    x1, y1, x2, y2 = (round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy))
+    x1, y1, x2, y2 = (grid * round(v / grid) for v in (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy))
     return f'[{{"bbox_2d": [{x1}, {y1}, {x2}, {y2}]}}]'
 
 
@@ -325,8 +329,9 @@ class ShapesTeacher:
     under the soft temporal reward), with ``"visible"`` any frame that shows the target,
     drawn from ``seed`` and the clip's name (a teacher that knows where the target is but
     not which frame is best). Turn 2 reads the keyframe back from the history and gives
-    the ground-truth box. ``seen_size`` must be the student's (the pixels a Qwen2.5-VL
-    sees after its own resize; the identity suits sizes that are multiples of 28), so
+    the ground-truth box, its coordinates rounded to multiples of ``grid``. ``seen_size``
+    must be the student's (the pixels a Qwen2.5-VL sees after its own resize; the identity
+    suits sizes that are multiples of 28), so
     the boxes it writes are the ones the student should learn. Returns text only: its
     records are training data for supervised fine-tuning (``algorithm="rft"``), not GRPO.
     """
@@ -338,11 +343,13 @@ class ShapesTeacher:
         *,
         keyframe: str = "largest",
         seed: int = 0,
+        grid: int = 1,
     ) -> None:
         if keyframe not in ("largest", "visible"):
             raise ValueError(f"unknown keyframe rule {keyframe!r}; use 'largest' or 'visible'")
         self.clip = clip
         self.keyframe = keyframe
+        self.grid = grid
         self._seen = seen_size or (lambda w, h: (w, h))
         self._rng = np.random.default_rng([seed, zlib.crc32(clip.name.encode())])
 
@@ -369,7 +376,7 @@ class ShapesTeacher:
         keyframe = next(p for p in messages[-1].parts if isinstance(p, ImagePart)).image
         box = self.clip.target_box(frame) or (0.0, 0.0, 1.0, 1.0)
         seen = self.seen_size(*keyframe.size)
-        return Generation(text=turn2_answer(box, seen, self.clip.size), finish_reason="stop")
+        return Generation(text=turn2_answer(box, seen, self.clip.size, self.grid), finish_reason="stop")
 
     async def agenerate(self, messages: Sequence[Message], sampling: SamplingParams) -> Generation:
         """As :meth:`generate`."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from revseg.policies.hf import HFPolicy
 from revseg.rl.grpo import GRPOConfig
 from revseg.rl.train import TRAIN_STATE_FILE, best_rollouts, check_behaviour, load_groups, train
 from revseg.settings import SamplingParams
-from revseg.trajectory import PolicyInfo, Trajectory
+from revseg.trajectory import PolicyInfo
 from revseg.trajectory_store import TrajectoryStore
 from tests.rl.factories import make_trajectory
 
@@ -152,37 +151,95 @@ def test_a_given_kl_reference_is_used_instead_of_the_policy_as_loaded(
     assert state["config"]["reference_model"] == f"hf:{moved.checkpoint}"
 
 
-def flat_groups(store: Path) -> list[list[Trajectory]]:
-    """The recorded groups with every rollout's rewards replaced by its group's first: no advantage anywhere."""
-    groups = load_groups(TrajectoryStore(store))
-    return [[t.model_copy(update={"rewards": dict(group[0].rewards or {})}) for t in group] for group in groups]
-
-
-def test_a_step_without_reward_spread_says_so_in_the_log_and_a_warning(
+def test_flat_groups_are_counted_warned_about_and_skipped_without_an_abort(
     scored_store: Path, tiny_qwen25_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    groups = load_groups(TrajectoryStore(scored_store))
-    config = GRPOConfig(learning_rate=1e-3, prompts_per_step=2, max_steps=1)
-    varied = train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "varied", config)
-    assert varied.history[0]["groups_with_signal"] == len(groups) == 2
-    with caplog.at_level(logging.WARNING, logger="revseg.rl.train"):
-        flat = train(
-            [t for g in flat_groups(scored_store) for t in g], f"hf:{tiny_qwen25_dir}", tmp_path / "flat", config
-        )
-    assert flat.history[0]["groups_with_signal"] == 0 and flat.history[0]["groups"] == 2
+    records = TrajectoryStore(scored_store)
+    flat = [t.model_copy(update={"rewards": {**(t.rewards or {}), "total": 1.0}}) for t in records]
+    with caplog.at_level("WARNING", logger="revseg.rl.train"):
+        result = train(flat, f"hf:{tiny_qwen25_dir}", tmp_path / "flat", GRPOConfig(prompts_per_step=2, max_steps=1))
+    assert result.history[0]["groups_with_signal"] == 0.0 and result.groups_with_signal == 0
+    assert "has a reward spread" in caplog.text
+    assert "nothing to learn" in caplog.text
     logged = json.loads((tmp_path / "flat" / "train_log.jsonl").read_text().splitlines()[0])
-    assert logged["groups_with_signal"] == 0
-    messages = [r.getMessage() for r in caplog.records]
-    assert any("step 1: none of its 2 group(s) carries signal" in m for m in messages)
-    assert any("GRPO had nothing to learn" in m for m in messages)
+    assert logged["groups_with_signal"] == 0.0
+
+    skip_all = GRPOConfig(prompts_per_step=2, max_steps=1, min_group_std=0.01, learning_rate=1e-2)
+    skipped = train(flat, f"hf:{tiny_qwen25_dir}", tmp_path / "skip", skip_all)
+    assert skipped.history[0]["updated"] == 0.0 and not changed(weights(tiny_qwen25_dir), weights(tmp_path / "skip"))
+
+    one_step = GRPOConfig(prompts_per_step=2, max_steps=1)
+    mixed = train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "mixed", one_step)
+    assert mixed.history[0]["groups_with_signal"] == 2.0 and mixed.history[0]["updated"] == 1.0
 
 
-def test_when_min_group_std_leaves_out_every_group_the_step_is_skipped_not_an_error(
+def test_a_run_stopped_and_resumed_reaches_the_parameters_of_one_that_never_stopped(
     scored_store: Path, tiny_qwen25_dir: Path, tmp_path: Path
 ) -> None:
-    config = GRPOConfig(learning_rate=1e-3, prompts_per_step=2, max_steps=1, min_group_std=0.01)
-    result = train(
-        [t for g in flat_groups(scored_store) for t in g], f"hf:{tiny_qwen25_dir}", tmp_path / "ckpt", config
+    # AdamW with warm-up: the resumed steps are only identical if moments and schedule come back too.
+    base = {"learning_rate": 1e-2, "prompts_per_step": 1, "num_epochs": 2, "warmup_steps": 2, "save_steps": 1}
+    whole = train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "whole", GRPOConfig(**base))  # type: ignore[arg-type]
+    assert whole.steps == 4
+    stopped = GRPOConfig(**base, max_steps=2)  # type: ignore[arg-type]
+    train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "stopped", stopped)
+    with pytest.raises(TrainingError, match="--resume"):
+        train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "stopped", GRPOConfig(**base))  # type: ignore[arg-type]
+    resumed = train(
+        scored_store,
+        f"hf:{tiny_qwen25_dir}",
+        tmp_path / "stopped",
+        GRPOConfig(**base),
+        resume=True,  # type: ignore[arg-type]
     )
-    assert result.history[0]["skipped"] == 1.0 and result.history[0]["rollouts"] == 0
-    assert not changed(weights(tiny_qwen25_dir), weights(tmp_path / "ckpt"))
+    assert [m["step"] for m in resumed.history] == [3.0, 4.0]
+    final, reference = weights(tmp_path / "stopped"), weights(tmp_path / "whole")
+    assert changed(weights(tiny_qwen25_dir), reference)
+    assert not changed(final, reference)  # bit for bit
+    for a, b in zip(resumed.history, whole.history[2:], strict=True):
+        assert a["loss"] == b["loss"] and a["lr"] == b["lr"]
+    log = [json.loads(line)["step"] for line in (tmp_path / "stopped" / "train_log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4]
+
+
+def test_a_run_resumed_from_a_mid_run_checkpoint_drops_the_later_log_lines(
+    scored_store: Path, tiny_qwen25_dir: Path, tmp_path: Path
+) -> None:
+    config = GRPOConfig(learning_rate=1e-2, prompts_per_step=1, num_epochs=2, save_steps=3)
+    train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "run", config)
+    import shutil
+
+    shutil.rmtree(tmp_path / "run" / "training_state")  # as if killed after checkpoint-3 was saved
+    resumed = train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "run", config, resume=True)
+    assert [m["step"] for m in resumed.history] == [4.0]
+    log = [json.loads(line)["step"] for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4]
+
+
+def test_lora_save_steps_checkpoints_load_as_hf_policies_with_the_merged_weights(
+    scored_store: Path, tiny_qwen25_dir: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("peft", reason="LoRA needs peft (the rl extra)")
+    config = GRPOConfig(learning_rate=1e-2, prompts_per_step=2, max_steps=1, use_lora=True, lora_r=4, save_steps=1)
+    train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "lora", config)
+    mid, final = weights(tmp_path / "lora" / "checkpoint-1"), weights(tmp_path / "lora")
+    assert changed(weights(tiny_qwen25_dir), mid)
+    assert set(mid) == set(final)
+    for key in final:  # the same step: merged aside mid-run equals merged for good at the end
+        assert torch.allclose(mid[key], final[key], atol=1e-6), key
+    assert (tmp_path / "lora" / "checkpoint-1" / "adapter" / "adapter_config.json").exists()
+    HFPolicy.from_spec(str(tmp_path / "lora" / "checkpoint-1"))
+
+
+def test_optimizer_moments_carried_from_a_previous_round_change_the_next_update(
+    scored_store: Path, tiny_qwen25_dir: Path, tmp_path: Path
+) -> None:
+    step = {"learning_rate": 1e-2, "prompts_per_step": 2, "max_steps": 1}
+    first = train(scored_store, f"hf:{tiny_qwen25_dir}", tmp_path / "r1", GRPOConfig(**step))  # type: ignore[arg-type]
+    fresh = train(scored_store, f"hf:{first.checkpoint}", tmp_path / "fresh", GRPOConfig(**step), assume_on_policy=True)  # type: ignore[arg-type]
+    carried_config = GRPOConfig(**step, optimizer_state_from=str(first.checkpoint))  # type: ignore[arg-type]
+    train(scored_store, f"hf:{first.checkpoint}", tmp_path / "carried", carried_config, assume_on_policy=True)
+    assert fresh.steps == 1
+    assert changed(weights(tmp_path / "fresh"), weights(tmp_path / "carried"))
+    with pytest.raises(TrainingError, match="no training state"):
+        bad = GRPOConfig(**step, optimizer_state_from=str(tmp_path))  # type: ignore[arg-type]
+        train(scored_store, f"hf:{first.checkpoint}", tmp_path / "bad", bad, assume_on_policy=True)

@@ -128,3 +128,10 @@ def test_the_teachers_chain_through_collect_earns_the_full_reward(tmp_path: Path
         any_visible = records[f"{clip.name}/visible"]
         assert compute_rewards(any_visible, truth, binary).total == 3.0
         assert any_visible.targets[0].sample_idx in visible_indices(clip, sampled)
+
+
+def test_the_teachers_box_grid_rounds_each_coordinate_to_a_multiple_of_it() -> None:
+    from revseg.testing.shapes import turn2_answer
+
+    assert turn2_answer((10.0, 21.0, 60.4, 100.0), (112, 112), (112, 112)) == '[{"bbox_2d": [10, 21, 60, 100]}]'
+    assert turn2_answer((10.0, 21.0, 60.4, 100.0), (112, 112), (112, 112), grid=8) == '[{"bbox_2d": [8, 24, 64, 96]}]'
