@@ -127,8 +127,8 @@ def real_report_run(tmp_path_factory: pytest.TempPathFactory, small_clip: Path, 
 
 
 REQUIRED = [word.strip() for word in os.environ.get("REVSEG_REQUIRE", "").split(",") if word.strip()]
-"""Words naming what must not be skipped here (`.ci/run` sets `REVSEG_REQUIRE=torchcodec,chromium`): a skip whose
-reason names one of them fails instead, so CI cannot pass by quietly skipping what it installed."""
+"""Words naming what must not be skipped here (`.ci/run` sets `REVSEG_REQUIRE=torchcodec,chromium,postgres`): a skip
+whose reason names one of them fails instead, so CI cannot pass by quietly skipping what it installed."""
 
 
 @pytest.hookimpl(wrapper=True)
@@ -145,7 +145,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def skip_unless(group: str, reason: str) -> None:
     """Skip a test of an optional group (postgres, ray_cluster, ...), or fail it when CI requires the group.
 
-    ``REVSEG_REQUIRE=postgres,ray_cluster`` (set by ``.ci/run``) turns such skips into failures,
+    A group named in ``REVSEG_REQUIRE`` (``.ci/run`` sets it) turns such skips into failures,
     so a missing server or package cannot pass CI silently.
     """
     required = {g.strip() for g in os.environ.get("REVSEG_REQUIRE", "").split(",") if g.strip()}
