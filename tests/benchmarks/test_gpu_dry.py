@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ NOT_ON_THE_GPU_MACHINE = "av,decord,torchcodec,langgraph,langchain_core,langsmit
 def test_dry_run_measures_every_section_without_agent_or_video_libraries(tmp_path: Path) -> None:
     sections = ["env", "prepare", "policy", "track:hf-sam2:300", "track:sam2:3000", "grpo:lora-7b"]
     env = os.environ | {
+        "PYTHON": sys.executable,  # run.sh takes $PYTHON, else python3 on PATH, which is not the venv's under make
         "REVSEG_BENCH_BLOCK": NOT_ON_THE_GPU_MACHINE,
         "REVSEG_BENCH_CACHE": str(tmp_path / "cache"),
         "OMP_NUM_THREADS": "1",
