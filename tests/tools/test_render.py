@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -19,10 +20,16 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 W, H, T = 64, 48, 8
 
 
-def decoded(path: Path) -> tuple[list[np.ndarray], av.video.stream.VideoStream]:
+def decoded(path: Path) -> tuple[list[np.ndarray], SimpleNamespace]:
+    """The file's frames and its stream's properties, read while the container is open (PyAV 19 refuses after)."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        return [f.to_ndarray(format="rgb24") for f in container.decode(stream)], stream
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        codec = SimpleNamespace(name=stream.codec_context.name, pix_fmt=stream.codec_context.pix_fmt)
+        info = SimpleNamespace(
+            width=stream.width, height=stream.height, average_rate=stream.average_rate, codec_context=codec
+        )
+    return frames, info
 
 
 @pytest.fixture
