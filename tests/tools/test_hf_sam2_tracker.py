@@ -222,22 +222,3 @@ def test_tracks_on_cuda_in_bfloat16(tiny_hf_sam2_spec: str, long_clip: Path) -> 
         out = masks_by_frame(cuda, reader, 20)
     assert sorted(out) == list(range(LONG_FRAMES))
     assert all(m.dtype == np.bool_ and m.shape == (2, SMALL[1], SMALL[0]) for m in out.values())
-
-
-def test_frames_prefetched_on_a_thread_give_exactly_the_same_masks(
-    tracker: HFSam2Tracker, tiny_hf_sam2_spec: str, long_clip: Path
-) -> None:
-    """Decoding ahead (the CUDA default) changes when frames are read, never what is tracked."""
-    ahead = build_tracker(f"{tiny_hf_sam2_spec}?prefetch=3", device="cpu")
-    assert isinstance(ahead, HFSam2Tracker) and ahead.prefetch == 3 and tracker.prefetch == 0  # CPU default: off
-    with closing(open_video(long_clip)) as reader:
-        plain = masks_by_frame(tracker, reader, 20)
-        prefetched = masks_by_frame(ahead, reader, 20)
-    assert sorted(plain) == sorted(prefetched) == list(range(LONG_FRAMES))
-    assert all(np.array_equal(plain[i], prefetched[i]) for i in range(LONG_FRAMES))
-    assert any(m.any() for m in plain.values())
-
-
-def test_a_negative_prefetch_is_a_spec_error(tiny_hf_sam2_spec: str) -> None:
-    with pytest.raises(SpecError, match="prefetch must be 0 or more"):
-        build_tracker(f"{tiny_hf_sam2_spec}?prefetch=-1", device="cpu")

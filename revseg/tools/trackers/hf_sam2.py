@@ -5,10 +5,7 @@ local Hugging Face cache or downloaded when the hub is reachable) or ``hf-sam2:P
 folder written by ``save_pretrained`` holding the model and its ``Sam2VideoProcessor``).
 CUDA runs in bfloat16, CPU in float32. Options ride in the spec after ``?`` or come as
 keyword arguments: ``bounded`` (default true; false keeps every frame's outputs, as
-transformers does by itself), ``dtype`` (``float32``, ``bfloat16``, ``float16``) and
-``prefetch`` (frames decoded and preprocessed ahead on a thread while the model runs;
-default 4 on CUDA, where decoding would otherwise add to every frame's time, and 0 on
-CPU, where the model's own threads already use every core).
+transformers does by itself) and ``dtype`` (``float32``, ``bfloat16``, ``float16``).
 
 How it streams. transformers' streaming inference session takes one frame at a time
 (``model(session, frame_idx=t, frame=pixels)``), so frames are decoded one by one from
@@ -45,7 +42,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from revseg.errors import ModelLoadError, RevsegError, SpecError, TrackerError, VideoError
 from revseg.hub import resolve_model_dir
-from revseg.tools.prefetch import prefetch
 from revseg.tools.trackers.base import (
     FrameMasks,
     bind_options,
@@ -127,7 +123,6 @@ class HFSam2Tracker:
         device: str | None = None,
         dtype: str | None = None,
         bounded: bool = True,
-        prefetch: int | None = None,
         spec: str | None = None,
     ) -> None:
         import torch
@@ -140,9 +135,6 @@ class HFSam2Tracker:
         self._spec = spec or f"{SCHEME}:{model_dir}"
         self.model_dir = Path(model_dir)
         self.bounded = bool(bounded)
-        if prefetch is not None and int(prefetch) < 0:
-            raise SpecError(f"hf-sam2 prefetch must be 0 or more frames, got {prefetch!r}")
-        self.prefetch = int(prefetch) if prefetch is not None else (4 if self._device.type == "cuda" else 0)
         self._model, self._processor = _load(self.model_dir, self._device, self._dtype)
         self.window = memory_window(self._model.config)
         self._image: Any = None  # Sam2Model sharing self._model's weights, built on first segment_boxes
@@ -231,11 +223,10 @@ class HFSam2Tracker:
         bar = tracking_bar(progress, ref, SCHEME)
         try:
             done = keyframe
-            forwards = enumerate(video.iter_frames(keyframe), start=keyframe)
-            for index, pixels, size in prefetch(self._pixels(ref, forwards), self.prefetch):
+            for index, frame in enumerate(video.iter_frames(keyframe), start=keyframe):
                 if index == keyframe:
                     self._call(ref, self._prompt, session, keyframe, boxes, (ref.height, ref.width))
-                yield self._step(ref, session, index, pixels, size, keyframe, reverse=False)
+                yield self._step(ref, session, index, frame, keyframe, reverse=False)
                 bar.update()
                 done = index + 1
             if done != ref.num_frames:
@@ -243,23 +234,12 @@ class HFSam2Tracker:
                     f"video '{ref.path}' yielded frames up to {done - 1}, but its reader reported {ref.num_frames}"
                 )
             chunk = max(1, min(_REVERSE_CHUNK_MAX, _REVERSE_CHUNK_BYTES // max(ref.width * ref.height * 3, 1)))
-            backwards = reverse_frames(video, keyframe, chunk=chunk)
-            for index, pixels, size in prefetch(self._pixels(ref, backwards), self.prefetch):
-                yield self._step(ref, session, index, pixels, size, keyframe, reverse=True)
+            for index, frame in reverse_frames(video, keyframe, chunk=chunk):
+                yield self._step(ref, session, index, frame, keyframe, reverse=True)
                 bar.update()
         finally:
             bar.close()
             session.reset_inference_session()
-
-    def _pixels(
-        self, ref: VideoRef, frames: Iterator[tuple[int, np.ndarray]]
-    ) -> Iterator[tuple[int, torch.Tensor, tuple[int, int]]]:
-        """(index, the model's input on the device, the frame's size) for each frame: the part that can run ahead."""
-        for index, frame in frames:
-            pixels = self._call(
-                ref, self._processor.image_processor, images=frame, return_tensors="pt", device=self._device
-            )["pixel_values"][0]
-            yield index, pixels, (int(frame.shape[0]), int(frame.shape[1]))
 
     def _prompt(self, session: Any, keyframe: int, boxes: list[BoxXYXY], size: tuple[int, int]) -> None:
         self._processor.add_inputs_to_inference_session(
@@ -271,38 +251,30 @@ class HFSam2Tracker:
         )
 
     def _step(
-        self,
-        ref: VideoRef,
-        session: Any,
-        index: int,
-        pixels: torch.Tensor,
-        size: tuple[int, int],
-        keyframe: int,
-        *,
-        reverse: bool,
+        self, ref: VideoRef, session: Any, index: int, frame: np.ndarray, keyframe: int, *, reverse: bool
     ) -> FrameMasks:
         """Track one frame and return its masks at the video's size; then trim the session."""
-        masks = self._call(ref, self._infer, session, index, pixels, size, reverse)
+        masks = self._call(ref, self._infer, session, index, frame, reverse)
         if self.bounded:
             bound_session(session, index, keyframe, self.window, reverse=reverse)
         return FrameMasks(index, masks)
 
-    def _infer(
-        self, session: Any, index: int, pixels: torch.Tensor, size: tuple[int, int], reverse: bool
-    ) -> np.ndarray:
+    def _infer(self, session: Any, index: int, frame: np.ndarray, reverse: bool) -> np.ndarray:
         import torch
 
+        processor = self._processor
+        pixels = processor.image_processor(images=frame, return_tensors="pt", device=self._device)["pixel_values"]
         with torch.inference_mode():
-            out = self._model(inference_session=session, frame_idx=index, frame=pixels, reverse=reverse)
+            out = self._model(inference_session=session, frame_idx=index, frame=pixels[0], reverse=reverse)
             # (K, 1, h, w) low-resolution logits -> (K, 1, H, W) bool at the video's size
-            masks = self._processor.post_process_masks([out.pred_masks.float()], original_sizes=[size])[0]
+            masks = processor.post_process_masks([out.pred_masks.float()], original_sizes=[frame.shape[:2]])[0]
         result: np.ndarray = masks[:, 0].cpu().numpy()
         return result
 
-    def _call(self, ref: VideoRef, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _call(self, ref: VideoRef, fn: Callable[..., T], *args: Any) -> T:
         """Run one model step, turning library failures into TrackerError naming the video."""
         with _library_errors(f"video '{ref.path}'", "a smaller model"):
-            return fn(*args, **kwargs)
+            return fn(*args)
 
 
 @contextmanager
