@@ -16,7 +16,7 @@ Sections (``python bench_gpu.py SECTION [--dry] --out DIR``):
   peak GPU memory, with SDPA and with FlashAttention-2 when ``flash_attn`` imports;
 - ``track:BACKEND:FRAMES[:OPTIONS]``: SAM2.1-hiera-large through ``hf-sam2:`` or ``sam2:`` on a
   480p clip (a JPEG folder) of FRAMES frames: ms per frame, peak GPU and host memory;
-  OPTIONS ride on the tracker spec (``track:hf-sam2:300:prefetch=0``);
+  OPTIONS ride on the tracker spec (``track:hf-sam2:300:bounded=false``);
 - ``grpo:lora-7b`` / ``grpo:full-3b``: one GRPO step over 8 two-turn rollouts at the
   paper's input sizes (policy and reference forwards, loss, backward, optimizer step);
 - ``concurrency``: ``benchmarks/bench_concurrency.py`` on this machine's cores (its tables
@@ -366,7 +366,7 @@ def section_prepare(rec: Recorder, dry: bool, cache: Path) -> None:
 
 
 def section_track(rec: Recorder, dry: bool, backend: str, frames: int, cache: Path, options: str = "") -> None:
-    """Track a clip; ``options`` (``KEY=VALUE&...``) ride on the tracker spec, e.g. ``prefetch=0``."""
+    """Track a clip; ``options`` (``KEY=VALUE&...``) ride on the tracker spec, e.g. ``bounded=false``."""
     from revseg.tools.frames import open_video
     from revseg.tools.trackers import build_tracker
 
@@ -524,7 +524,9 @@ def section_grpo(rec: Recorder, dry: bool, mode: str) -> None:
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate)
     advantages = torch.linspace(-1.0, 1.0, rollouts)
     times = []
-    for _step in range(2):  # a warm-up step, then the measured one
+    # One step, measured: on the H200 a first step took 51.4 s and a second 53.5 s (LoRA 7B), so a warm-up
+    # step only doubled the section's time. Dry runs keep two, so the loop over steps stays exercised.
+    for _step in range(2 if dry else 1):
         gpu_reset()
         sync()
         start = time.perf_counter()
@@ -567,7 +569,7 @@ def section_grpo(rec: Recorder, dry: bool, mode: str) -> None:
         sequence_tokens=seq_tokens,
         answer_tokens=sequences[0].num_tokens,
         step_s=round(step_s, 2),
-        warmup_step_s=round(times[0], 2),
+        first_step_s=round(times[0], 2),
         s_per_rollout=round(step_s / rollouts, 3),
         paper_step_1024_rollouts_s=round(paper_equiv, 1),
         vs_paper_725s=round(paper_equiv / PAPER_STEP_S, 3),
@@ -581,7 +583,7 @@ def section_grpo(rec: Recorder, dry: bool, mode: str) -> None:
 # ----------------------------------------------------------------------------- RESULTS.md
 
 
-def record_results(folders: list[Path], notes: str) -> None:
+def record_results(folders: list[Path], notes: str, title: str = "") -> None:
     """Write the tables of one or more runs' results.jsonl into benchmarks/RESULTS.md, with the GPU machine and date.
 
     Run here, after the files came back from the GPU machine; later folders' rows replace
@@ -601,7 +603,7 @@ def record_results(folders: list[Path], notes: str) -> None:
         f"transformers {env.get('transformers', '?')}"
     )
     table = write_table(merged).replace("### ", "#### ")
-    record("Real size on one GPU (benchmarks/gpu/run.sh)", table.strip(), notes, where=where)
+    record(title or "Real size on one GPU (benchmarks/gpu/run.sh)", table.strip(), notes, where=where)
 
 
 # ----------------------------------------------------------------------------- concurrency
@@ -656,6 +658,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ROOT / "benchmarks/gpu/out")))
     parser.add_argument("--notes", default="", help="record: the prose under the tables.")
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="record: result folders, in run order.")
+    parser.add_argument("--title", default="", help="record: the RESULTS.md section (default: the full run's).")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("REVSEG_BENCH_CACHE", "/tmp/revseg-gpu")))
     args = parser.parse_args()
     global CACHE
@@ -682,7 +685,7 @@ def main() -> None:
     elif kind == "grpo":
         section_grpo(rec, args.dry, rest)
     elif kind == "record":
-        record_results(args.runs, args.notes)
+        record_results(args.runs, args.notes, args.title)
     elif kind == "table":
         print(write_table(args.out))
     else:

@@ -24,7 +24,7 @@ done
 if [ ${#SECTIONS[@]} -eq 0 ]; then
   # NAME@SECONDS, in order of importance; each gets at most its seconds and what the budget has left.
   SECTIONS=(env@30 prepare@60 policy@90 track:hf-sam2:300@45 track:sam2:300@45 track:hf-sam2:3000@150
-            grpo:lora-7b@75 grpo:full-3b@60 track:sam2:3000@200)
+            grpo:lora-7b@90 grpo:full-3b@90 concurrency@110 track:sam2:3000@200)
 fi
 mkdir -p "$OUT_DIR"
 PY=${PYTHON:-python3}
