@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -444,14 +445,31 @@ class QueryBoxAgent:
 
     delay_s: float = 0.0
     frame_size: tuple[int, int] = SIZE
+    start_together: str | None = None
+    """A folder: each process building an agent waits there until ``parties`` processes have, so work
+    spreads over every worker whatever the machine's load (a test that checks the spread can rely on it)."""
+    parties: int = 1
 
     def __call__(self) -> Any:
         """A fresh ReVSegAgent that writes no overlay or HTML report."""
         from revseg.agents import ReVSegAgent
         from revseg.testing.fakes import BoxTracker
 
+        if self.start_together is not None:
+            _wait_for_parties(Path(self.start_together), self.parties)
         policy = QueryBoxPolicy(self.frame_size, self.delay_s)
         return ReVSegAgent(policy, BoxTracker(), overlay=False, report=False, progress=False)
+
+
+def _wait_for_parties(folder: Path, parties: int, timeout_s: float = 120.0) -> None:
+    """Mark this process as arrived in ``folder`` and wait until ``parties`` processes have (a file barrier)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(os.getpid())).touch()
+    deadline = time.monotonic() + timeout_s
+    while sum(1 for _ in folder.iterdir()) < parties:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {sum(1 for _ in folder.iterdir())} of {parties} processes reached {folder}")
+        time.sleep(0.02)
 
 
 def query_box_responder(frame_size: tuple[int, int] = SIZE, seen_size: tuple[int, int] = (840, 840)) -> Any:

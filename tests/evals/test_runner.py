@@ -93,7 +93,10 @@ def test_mevis_version_is_in_run_json_every_trajectory_and_the_report(
 def test_worker_processes_give_the_same_report_as_one_process(datasets: dict[str, Path], tmp_path: Path) -> None:
     bench = get_benchmark("mevis", datasets["mevis"])
     single = evaluate(bench, tmp_path / "one", AGENT)
-    multi = evaluate(bench, tmp_path / "two", AGENT, workers=2, concurrency=2)
+    # Both workers build their agent before either starts (a barrier), and each query takes 50 ms: a worker
+    # spawned late under load cannot find the work already done by the other.
+    both = QueryBoxAgent(delay_s=0.05, start_together=str(tmp_path / "barrier"), parties=2)
+    multi = evaluate(bench, tmp_path / "two", both, workers=2, concurrency=2)
     assert comparable(multi.to_json()) == comparable(single.to_json())
     assert len({r["worker"] for r in lines(tmp_path / "two")}) == 2
     for sample in bench.samples():
