@@ -208,12 +208,23 @@ def write_revos(root: Path, videos: Sequence[SyntheticVideo] | None = None, spli
 
 
 def write_mevis(
-    root: Path, videos: Sequence[SyntheticVideo] | None = None, split: str = "valid_u", *, version: str = "v2"
+    root: Path,
+    videos: Sequence[SyntheticVideo] | None = None,
+    split: str = "valid_u",
+    *,
+    version: str = "v2",
+    meta_name: str | None = None,
 ) -> Path:
-    """MeViS: ``<split>/JPEGImages/``, ``<split>/meta_expressions.json``, ``<split>/mask_dict.json`` (not for valid).
+    """MeViS: ``<split>/JPEGImages/``, the split's meta file, ``<split>/mask_dict.json`` (not for valid).
 
     ``v2`` keeps no-target expressions (empty ``anno_id``); ``v1``, which has none, leaves them out.
+    The meta file has the release's name (v1 ``meta_expressions.json``; v2
+    ``meta_expressions_v2.json``, ``meta_expressions_v2_release.json`` in ``valid``) unless
+    ``meta_name`` gives another.
     """
+    if meta_name is None:
+        meta_name = "meta_expressions.json" if version == "v1" else "meta_expressions_v2.json"
+        meta_name = "meta_expressions_v2_release.json" if version == "v2" and split == "valid" else meta_name
     videos = list(videos or default_videos())
     if version == "v1":
         videos = [replace(v, expressions=tuple(e for e in v.expressions if e.objects)) for v in videos]
@@ -222,7 +233,7 @@ def write_mevis(
     masks, ids = _mask_dict_entries(videos)
     if split != "valid":
         _write_json(root / split / "mask_dict.json", masks)
-    _write_json(root / split / "meta_expressions.json", _meta(videos, ids, revos=False))
+    _write_json(root / split / meta_name, _meta(videos, ids, revos=False))
     return root
 
 

@@ -70,9 +70,11 @@ def test_mevis_valid_u_has_ground_truth_and_valid_does_not(datasets: dict[str, P
 
 
 def test_mevis_version_is_detected_from_no_target_expressions_and_can_be_forced(
-    datasets: dict[str, Path],
+    datasets: dict[str, Path], tmp_path: Path
 ) -> None:
-    v2 = get_benchmark("mevis", datasets["mevis"])
+    from revseg.testing.benchmarks import write_mevis
+
+    v2 = get_benchmark("mevis", write_mevis(tmp_path / "mevis", meta_name="meta_expressions.json"))
     assert v2.version == "v2" and "no-target" in v2.version_source
     assert [s.subset for s in v2.samples()][:3] == ["all", "all", "no_target"]
     v1 = get_benchmark("mevis", datasets["mevis-v1"])
@@ -86,6 +88,25 @@ def test_mevis_version_is_detected_from_no_target_expressions_and_can_be_forced(
         get_benchmark("mevis", datasets["mevis"], version="v3")
     with pytest.raises(DatasetError, match="has one version"):
         get_benchmark("revos", datasets["revos"], version="v2")
+
+
+def test_mevis_v2_release_file_names_are_read_and_mean_v2(datasets: dict[str, Path], tmp_path: Path) -> None:
+    valid_u = get_benchmark("mevis", datasets["mevis"])
+    assert valid_u.meta_path.name == "meta_expressions_v2.json"
+    assert valid_u.version == "v2" and valid_u.version_source == "detected: file name meta_expressions_v2.json"
+    assert [s.key for s in valid_u.samples()] == KEYS and valid_u.samples()[2].subset == "no_target"
+    valid = get_benchmark("mevis", datasets["mevis-valid"], "valid")
+    assert valid.meta_path.name == "meta_expressions_v2_release.json" and valid.version == "v2"
+    assert not valid.notes  # nothing assumed: the name says v2
+    both = tmp_path / "both"
+    shutil.copytree(datasets["mevis-v1"], both)
+    shutil.copy(datasets["mevis"] / "valid_u" / "meta_expressions_v2.json", both / "valid_u")
+    bench = get_benchmark("mevis", both)
+    assert bench.version == "v2" and "both meta_expressions.json and meta_expressions_v2.json" in bench.notes[0]
+    v1 = get_benchmark("mevis", both, version="v1")
+    assert v1.meta_path.name == "meta_expressions.json" and len(v1.samples()) == 6
+    with pytest.raises(DatasetError, match=r"no meta expressions file .*meta_expressions_v2\.json"):
+        get_benchmark("mevis", tmp_path / "both", "train").samples()
 
 
 def test_mevis_version_comes_from_the_published_expression_count_first(tmp_path: Path) -> None:
@@ -173,7 +194,7 @@ def test_annotation_names_cannot_escape_the_data_root(
 def test_expression_ids_and_frame_names_are_checked_too(tmp_path: Path, datasets: dict[str, Path]) -> None:
     root = tmp_path / "mevis"
     shutil.copytree(datasets["mevis"], root)
-    meta_path = root / "valid_u" / "meta_expressions.json"
+    meta_path = root / "valid_u" / "meta_expressions_v2.json"
     meta = json.loads(meta_path.read_text())
     meta["videos"]["cat"]["expressions"]["x/../.."] = meta["videos"]["cat"]["expressions"]["0"]
     meta_path.write_text(json.dumps(meta))
