@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from revseg.errors import DatasetError
-from revseg.evals import BENCHMARKS, get_benchmark
+from revseg.evals import BENCHMARKS, get_benchmark, score
 from revseg.evals.base import safe_name
 from revseg.testing.benchmarks import default_videos
 
@@ -23,7 +24,8 @@ def video(name: str):  # type: ignore[no-untyped-def]
 
 
 def test_registry_names_every_benchmark_and_aliases_resolve(datasets: dict[str, Path]) -> None:
-    assert set(BENCHMARKS) == {"revos", "reasonvos", "mevis", "ref-youtube-vos", "ref-davis17"}
+    assert set(BENCHMARKS) == {"revos", "reasonvos", "mevis", "ref-youtube-vos", "ref-davis17", "longrvos"}
+    assert get_benchmark("Long-RVOS", datasets["longrvos"], "val").name == "longrvos"
     assert get_benchmark("RefYTVOS", datasets["ref-youtube-vos"]).name == "ref-youtube-vos"
     assert get_benchmark("refdavis", datasets["ref-davis17"], "val").split == "valid"
     with pytest.raises(DatasetError, match=r"unknown benchmark 'kitti'.*revos"):
@@ -251,3 +253,65 @@ def test_refytvos_valid_says_the_server_may_be_unavailable(datasets: dict[str, P
     bench.samples()
     assert any("reported unavailable" in n and "--split train" in n for n in bench.notes)
     assert "reported unavailable" in bench.describe()["protocol"]  # type: ignore[operator]
+
+
+LONGRVOS_KEYS = ["cat/0", "dog/0", "dog/1", "rain/street/0", "rain/street/1"]
+
+
+def test_longrvos_reads_types_and_one_object_per_expression_with_absent_frames_empty(
+    datasets: dict[str, Path],
+) -> None:
+    bench = get_benchmark("longrvos", datasets["longrvos"])
+    assert bench.split == "valid" and bench.has_ground_truth and bench.version is None
+    samples = bench.samples()
+    assert [s.key for s in samples] == LONGRVOS_KEYS  # cat/1 names two objects, the no-target ones none
+    assert [s.subset for s in samples] == ["static", "dynamic", "hybrid", "static", "dynamic"]
+    assert samples[0].info == {"obj_id": "1", "type": "static"} and samples[0].query == "box 8 8 24 32"
+    gt = bench.ground_truth(samples[0])
+    assert gt.masks.shape == (8, 48, 64) and gt.frame_names == tuple(f"{i:05d}" for i in range(8))
+    assert all(np.array_equal(m, video("cat").object_mask(0)) for m in gt.masks[:6])
+    assert not gt.masks[6:].any()  # out of view: no mask file, empty ground truth
+    street = bench.ground_truth(samples[3])
+    assert np.array_equal(street.masks[2], video("rain/street").object_mask(1))
+    assert "pooled" in bench.describe()["protocol"]  # type: ignore[operator]
+
+
+def test_longrvos_unscored_types_are_excluded_and_a_missing_type_or_bad_obj_id_is_an_error(
+    tmp_path: Path, datasets: dict[str, Path]
+) -> None:
+    root = tmp_path / "long_rvos"
+    shutil.copytree(datasets["longrvos"], root)
+    meta_path = root / "valid" / "meta_expressions.json"
+    meta = json.loads(meta_path.read_text())
+    meta["videos"]["dog"]["expressions"]["1"]["type"] = "relation"
+    meta_path.write_text(json.dumps(meta))
+    bench = get_benchmark("longrvos", root)
+    assert [s.key for s in bench.samples()] == [k for k in LONGRVOS_KEYS if k != "dog/1"]
+    assert bench.excluded == [
+        {"key": "dog/1", "reason": "type 'relation' is not scored by the official script (static, dynamic, "
+         "static+dynamic)"}
+    ]  # fmt: skip
+    del meta["videos"]["dog"]["expressions"]["1"]["type"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match=r"expression '1': no 'type'"):
+        get_benchmark("longrvos", root).samples()
+    meta["videos"]["dog"]["expressions"]["1"] |= {"type": "static", "obj_id": "../../cat/1"}
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match=re.escape("obj_id '../../cat/1' is not a plain relative name")):
+        get_benchmark("longrvos", root).samples()
+
+
+def test_longrvos_test_split_without_annotations_has_no_local_ground_truth(tmp_path: Path) -> None:
+    from revseg.testing.benchmarks import write_longrvos
+
+    root = write_longrvos(tmp_path / "long_rvos", split="test", annotations=False)
+    bench = get_benchmark("longrvos", root, "test")
+    assert not bench.has_ground_truth and len(bench.samples()) == 5
+    assert "no Annotations folder" in bench.notes[0] and "No evaluation server is known" in bench.notes[0]
+    with pytest.raises(DatasetError, match="no local ground truth"):
+        bench.ground_truth(bench.samples()[0])
+    (tmp_path / "pred").mkdir()
+    report = score(bench, tmp_path / "pred", tmp_path / "out")  # nothing predicted: every sample filled empty
+    with zipfile.ZipFile(tmp_path / "out" / "submission.zip") as archive:
+        assert "cat/0/00007.png" in archive.namelist() and "dog/1/00000.png" in archive.namelist()
+    assert report.submission and any("No evaluation server is known" in note for note in report.notes)
