@@ -56,7 +56,8 @@ def volume_iou(gt: npt.ArrayLike, pred: npt.ArrayLike) -> float:
 def temporal_scores(gt: npt.ArrayLike, pred: npt.ArrayLike) -> TemporalScores:
     """tIoU and vIoU of one expression's (T, H, W) ground truth and prediction, reading the masks once.
 
-    J is computed only on the frames where both masks have the object: elsewhere it does not count.
+    J is computed only on the frames where both masks have the object (elsewhere it does not count),
+    one frame at a time, so a long video's masks are never copied.
     """
     gt_array, pred_array = np.asarray(gt), np.asarray(pred)
     if gt_array.shape != pred_array.shape:
@@ -66,6 +67,6 @@ def temporal_scores(gt: npt.ArrayLike, pred: npt.ArrayLike) -> TemporalScores:
     union = int(np.count_nonzero(gt_frames | pred_frames))
     if union == 0:
         return TemporalScores(tIoU=1.0, vIoU=1.0)
-    shared = int(np.count_nonzero(both))
-    j_sum = float(jaccard(gt_array[both], pred_array[both]).sum()) if shared else 0.0
-    return TemporalScores(tIoU=shared / union, vIoU=j_sum / union)
+    shared = np.flatnonzero(both)
+    j_sum = sum(float(jaccard(gt_array[t], pred_array[t])[0]) for t in shared)
+    return TemporalScores(tIoU=len(shared) / union, vIoU=j_sum / union)
