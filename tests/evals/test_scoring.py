@@ -300,3 +300,43 @@ def test_longrvos_scores_per_type_and_pooled_overall_are_the_hand_computed_ones(
     assert overall["F"] == pytest.approx(100 * (f_cat + 2) / 5)
     assert report.failures["missing"] == ["dog/0"]
     assert report.setup["benchmark"] == "longrvos" and "tIoU" in report.to_markdown()
+
+
+# [J, F, tIoU, vIoU] per expression that Long-RVOS's own eval_{static,dynamic,hybrid}.py printed for the
+# predictions below on write_longrvos()'s dataset (run once, outside the suite, with opencv and scikit-image).
+LONGRVOS_OFFICIAL = {
+    "cat/0": [0.2589285714285714, 0.23124999999999998, 0.5, 0.2589285714285714],
+    "dog/0": [0.14213197969543148, 0.0900900900900901, 0.5, 0.14213197969543148],
+    "dog/1": [1.0, 1.0, 1.0, 1.0],
+    "rain/street/0": [0.0, 0.0, 0.0, 0.0],
+    "rain/street/1": [1.0, 1.0, 1.0, 1.0],
+}
+
+
+def test_longrvos_per_expression_scores_equal_the_official_scripts(datasets: dict[str, Path], tmp_path: Path) -> None:
+    bench = get_benchmark("longrvos", datasets["longrvos"])
+    cat = next(v for v in synth.default_videos() if v.name == "cat")
+    box = cat.object_mask(0)
+    extra = np.zeros_like(box)
+    extra[0:16, 40:64] = True
+    shifted = np.roll(box, 5, axis=1)
+    cat0 = np.stack([np.zeros_like(box)] * 2 + [box | extra] + [shifted] * 3 + [box] * 2)
+
+    def predict(sample: Sample, gt: np.ndarray) -> np.ndarray:
+        if sample.key == "cat/0":
+            return cat0
+        if sample.key == "dog/0":  # a wrong region on frames 1-3 of 6
+            mask = np.zeros_like(gt)
+            mask[1:4, 10:40, 5:30] = True
+            return mask
+        return np.zeros_like(gt) if sample.key == "rain/street/0" else gt
+
+    report = score(bench, write_predictions(bench, tmp_path / "pred", predict))
+    ours = {s.key: [s.J, s.F, s.extra["tIoU"], s.extra["vIoU"]] for s in report.samples}
+    assert ours.keys() == LONGRVOS_OFFICIAL.keys()
+    for key, official in LONGRVOS_OFFICIAL.items():
+        assert ours[key] == pytest.approx(official, abs=1e-12), key
+    # the official eval_overall.py printed J&F 0.4722400641214093, tIoU 0.6, vIoU 0.48021211022480054
+    overall = report.row("overall").values
+    assert overall["J&F"] == pytest.approx(47.22400641214093)
+    assert overall["tIoU"] == pytest.approx(60) and overall["vIoU"] == pytest.approx(48.021211022480054)

@@ -27,6 +27,10 @@ Scoring follows the official scripts ``eval/eval_long_rvos/eval_{static,dynamic,
 - Only those three types are scored: an expression with another type is listed as excluded
   (the script never queues it); one without a ``type`` is an error (the script stops on it).
 
+On the synthetic dataset of :func:`revseg.testing.benchmarks.write_longrvos` the official scripts
+and this reader give the same per-expression J, F, tIoU and vIoU to the last bit (the numbers are
+pinned in ``tests/evals/test_scoring.py``).
+
 Failures. The script scores a video without any prediction folder as 0 on all four measures,
 as we do. It fills a missing frame of an existing prediction folder with an empty mask and
 stops on a missing expression folder; we score both 0 and count them, like every failed or
