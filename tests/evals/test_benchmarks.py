@@ -299,6 +299,11 @@ def test_longrvos_unscored_types_are_excluded_and_a_missing_type_or_bad_obj_id_i
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(DatasetError, match=re.escape("obj_id '../../cat/1' is not a plain relative name")):
         get_benchmark("longrvos", root).samples()
+    meta["videos"]["dog"]["expressions"]["1"]["obj_id"] = 1
+    meta["videos"]["../dog"] = meta["videos"].pop("dog")
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match=re.escape("video id '../dog' is not a plain relative name")):
+        get_benchmark("longrvos", root).samples()
 
 
 def test_longrvos_test_split_without_annotations_has_no_local_ground_truth(tmp_path: Path) -> None:

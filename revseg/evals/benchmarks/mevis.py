@@ -22,7 +22,7 @@ An expression's ground truth is the union of its ``anno_id`` masks (MeViS' own
 splits differ by several points, so every table names its split.
 
 Versions. v2 changes the splits (valid_u 907 expressions against v1's 793, valid 2,523
-against 2,236) and adds no-target expressions (no object matches: ``anno_id`` empty, the
+against 2,236, train 27,502 against 23,051) and adds no-target expressions (no object matches: ``anno_id`` empty, the
 ground truth empty on every frame) and motion-reasoning ones. Every published MeViS number,
 the paper's 59.8 J&F included, is on v1, so the version is part of every result: it is
 detected from the files, in this order, and can be forced (``version="v1"`` or ``"v2"``,
@@ -77,10 +77,12 @@ V2_META = ("meta_expressions_v2.json", "meta_expressions_v2_release.json")
 PUBLISHED_COUNTS: dict[tuple[str, int], str] = {
     ("valid_u", 793): "v1",
     ("valid", 2236): "v1",
+    ("train", 23051): "v1",
     ("valid_u", 907): "v2",
     ("valid", 2523): "v2",
+    ("train", 27502): "v2",
 }
-"""(split, number of expressions) -> version, from the two releases' papers."""
+"""(split, number of expressions) -> version, from the two releases' READMEs and papers."""
 
 
 class MeViS(Benchmark):
