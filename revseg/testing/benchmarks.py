@@ -209,12 +209,23 @@ def write_revos(root: Path, videos: Sequence[SyntheticVideo] | None = None, spli
 
 
 def write_mevis(
-    root: Path, videos: Sequence[SyntheticVideo] | None = None, split: str = "valid_u", *, version: str = "v2"
+    root: Path,
+    videos: Sequence[SyntheticVideo] | None = None,
+    split: str = "valid_u",
+    *,
+    version: str = "v2",
+    meta_name: str | None = None,
 ) -> Path:
-    """MeViS: ``<split>/JPEGImages/``, ``<split>/meta_expressions.json``, ``<split>/mask_dict.json`` (not for valid).
+    """MeViS: ``<split>/JPEGImages/``, the split's meta file, ``<split>/mask_dict.json`` (not for valid).
 
     ``v2`` keeps no-target expressions (empty ``anno_id``); ``v1``, which has none, leaves them out.
+    The meta file has the release's name (v1 ``meta_expressions.json``; v2
+    ``meta_expressions_v2.json``, ``meta_expressions_v2_release.json`` in ``valid``) unless
+    ``meta_name`` gives another.
     """
+    if meta_name is None:
+        meta_name = "meta_expressions.json" if version == "v1" else "meta_expressions_v2.json"
+        meta_name = "meta_expressions_v2_release.json" if version == "v2" and split == "valid" else meta_name
     videos = list(videos or default_videos())
     if version == "v1":
         videos = [replace(v, expressions=tuple(e for e in v.expressions if e.objects)) for v in videos]
@@ -223,7 +234,7 @@ def write_mevis(
     masks, ids = _mask_dict_entries(videos)
     if split != "valid":
         _write_json(root / split / "mask_dict.json", masks)
-    _write_json(root / split / "meta_expressions.json", _meta(videos, ids, revos=False))
+    _write_json(root / split / meta_name, _meta(videos, ids, revos=False))
     return root
 
 
@@ -299,6 +310,59 @@ def write_reasonvos(root: Path, videos: Sequence[SyntheticVideo] | None = None, 
                 Image.fromarray(mask, mode="L").save(folder / f"{frame}.png")
         meta[name] = {"source": source, "frames": video.frame_names(), "is_sent": True, "expressions": expressions}
     _write_json(root / "meta_expressions.json", {"videos": meta})
+    return root
+
+
+LONGRVOS_TYPES = ("static", "dynamic", "static+dynamic")
+LONGRVOS_ABSENT: dict[str, dict[int, tuple[int, ...]]] = {"cat": {0: (6, 7)}}
+"""Frames on which an object is out of view in :func:`write_longrvos` by default: ``cat``'s object 0 leaves
+for its last two frames (no mask files there), so its ground truth is empty on them."""
+
+
+def write_longrvos(
+    root: Path,
+    videos: Sequence[SyntheticVideo] | None = None,
+    split: str = "valid",
+    *,
+    absent: dict[str, dict[int, tuple[int, ...]]] | None = None,
+    annotations: bool = True,
+) -> Path:
+    """Long-RVOS: ``<split>/JPEGImages/``, ``<split>/Annotations/<video>/<obj_id>/<frame>.png``, meta file.
+
+    Only single-object expressions are kept (a Long-RVOS expression refers to one object); the
+    object with index n has ``obj_id`` n + 1, and the kept expressions take the description
+    types static, dynamic, static+dynamic in turn. Masks are 0/255 PNGs written only for the
+    frames the object is in: ``absent`` (default :data:`LONGRVOS_ABSENT`) maps a video to the
+    frames each of its objects is out of view. ``annotations=False`` leaves the masks out, as
+    the public release does for ``test``.
+    """
+    from PIL import Image
+
+    videos = list(videos or default_videos())
+    absent = LONGRVOS_ABSENT if absent is None else absent
+    meta: dict[str, Any] = {}
+    kept = 0
+    for video in videos:
+        write_frames(root / split / "JPEGImages" / video.name, video)
+        expressions = {}
+        for exp in video.expressions:
+            if len(exp.objects) != 1:
+                continue
+            number = exp.objects[0]
+            entry = {"exp": exp.query, "obj_id": number + 1, "type": LONGRVOS_TYPES[kept % 3]}
+            expressions[exp.exp_id], kept = entry, kept + 1
+        meta[video.name] = {"frames": video.frame_names(), "expressions": expressions}
+        if not annotations:
+            continue
+        for number in range(len(video.boxes)):
+            folder = root / split / "Annotations" / video.name / str(number + 1)
+            folder.mkdir(parents=True, exist_ok=True)
+            mask = Image.fromarray(video.object_mask(number).astype(np.uint8) * 255, mode="L")
+            hidden = absent.get(video.name, {}).get(number, ())
+            for index, name in enumerate(video.frame_names()):
+                if index not in hidden:
+                    mask.save(folder / f"{name}.png")
+    _write_json(root / split / "meta_expressions.json", {"videos": meta})
     return root
 
 

@@ -11,7 +11,7 @@ from revseg.testing import benchmarks as synth
 
 @pytest.fixture(scope="session")
 def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Data roots of the five benchmarks from default_videos() (also MeViS v1 and valid, Ref-DAVIS17 official)."""
+    """Data roots of the six benchmarks from default_videos() (also MeViS v1 and valid, Ref-DAVIS17 official)."""
     root = tmp_path_factory.mktemp("benchmarks")
     return {
         "revos": synth.write_revos(root / "ReVOS"),
@@ -22,4 +22,5 @@ def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "reasonvos": synth.write_reasonvos(root / "ReasonVOS"),
         "ref-davis17": synth.write_refdavis(root / "ref-davis"),
         "ref-davis17-official": synth.write_refdavis(root / "ref-davis-official", layout="official"),
+        "longrvos": synth.write_longrvos(root / "long_rvos"),
     }

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from revseg.errors import DatasetError
-from revseg.evals import BENCHMARKS, get_benchmark
+from revseg.evals import BENCHMARKS, get_benchmark, score
 from revseg.evals.base import safe_name
 from revseg.testing.benchmarks import default_videos
 
@@ -23,7 +24,8 @@ def video(name: str):  # type: ignore[no-untyped-def]
 
 
 def test_registry_names_every_benchmark_and_aliases_resolve(datasets: dict[str, Path]) -> None:
-    assert set(BENCHMARKS) == {"revos", "reasonvos", "mevis", "ref-youtube-vos", "ref-davis17"}
+    assert set(BENCHMARKS) == {"revos", "reasonvos", "mevis", "ref-youtube-vos", "ref-davis17", "longrvos"}
+    assert get_benchmark("Long-RVOS", datasets["longrvos"], "val").name == "longrvos"
     assert get_benchmark("RefYTVOS", datasets["ref-youtube-vos"]).name == "ref-youtube-vos"
     assert get_benchmark("refdavis", datasets["ref-davis17"], "val").split == "valid"
     with pytest.raises(DatasetError, match=r"unknown benchmark 'kitti'.*revos"):
@@ -70,9 +72,11 @@ def test_mevis_valid_u_has_ground_truth_and_valid_does_not(datasets: dict[str, P
 
 
 def test_mevis_version_is_detected_from_no_target_expressions_and_can_be_forced(
-    datasets: dict[str, Path],
+    datasets: dict[str, Path], tmp_path: Path
 ) -> None:
-    v2 = get_benchmark("mevis", datasets["mevis"])
+    from revseg.testing.benchmarks import write_mevis
+
+    v2 = get_benchmark("mevis", write_mevis(tmp_path / "mevis", meta_name="meta_expressions.json"))
     assert v2.version == "v2" and "no-target" in v2.version_source
     assert [s.subset for s in v2.samples()][:3] == ["all", "all", "no_target"]
     v1 = get_benchmark("mevis", datasets["mevis-v1"])
@@ -86,6 +90,25 @@ def test_mevis_version_is_detected_from_no_target_expressions_and_can_be_forced(
         get_benchmark("mevis", datasets["mevis"], version="v3")
     with pytest.raises(DatasetError, match="has one version"):
         get_benchmark("revos", datasets["revos"], version="v2")
+
+
+def test_mevis_v2_release_file_names_are_read_and_mean_v2(datasets: dict[str, Path], tmp_path: Path) -> None:
+    valid_u = get_benchmark("mevis", datasets["mevis"])
+    assert valid_u.meta_path.name == "meta_expressions_v2.json"
+    assert valid_u.version == "v2" and valid_u.version_source == "detected: file name meta_expressions_v2.json"
+    assert [s.key for s in valid_u.samples()] == KEYS and valid_u.samples()[2].subset == "no_target"
+    valid = get_benchmark("mevis", datasets["mevis-valid"], "valid")
+    assert valid.meta_path.name == "meta_expressions_v2_release.json" and valid.version == "v2"
+    assert not valid.notes  # nothing assumed: the name says v2
+    both = tmp_path / "both"
+    shutil.copytree(datasets["mevis-v1"], both)
+    shutil.copy(datasets["mevis"] / "valid_u" / "meta_expressions_v2.json", both / "valid_u")
+    bench = get_benchmark("mevis", both)
+    assert bench.version == "v2" and "both meta_expressions.json and meta_expressions_v2.json" in bench.notes[0]
+    v1 = get_benchmark("mevis", both, version="v1")
+    assert v1.meta_path.name == "meta_expressions.json" and len(v1.samples()) == 6
+    with pytest.raises(DatasetError, match=r"no meta expressions file .*meta_expressions_v2\.json"):
+        get_benchmark("mevis", tmp_path / "both", "train").samples()
 
 
 def test_mevis_version_comes_from_the_published_expression_count_first(tmp_path: Path) -> None:
@@ -173,7 +196,7 @@ def test_annotation_names_cannot_escape_the_data_root(
 def test_expression_ids_and_frame_names_are_checked_too(tmp_path: Path, datasets: dict[str, Path]) -> None:
     root = tmp_path / "mevis"
     shutil.copytree(datasets["mevis"], root)
-    meta_path = root / "valid_u" / "meta_expressions.json"
+    meta_path = root / "valid_u" / "meta_expressions_v2.json"
     meta = json.loads(meta_path.read_text())
     meta["videos"]["cat"]["expressions"]["x/../.."] = meta["videos"]["cat"]["expressions"]["0"]
     meta_path.write_text(json.dumps(meta))
@@ -230,3 +253,70 @@ def test_refytvos_valid_says_the_server_may_be_unavailable(datasets: dict[str, P
     bench.samples()
     assert any("reported unavailable" in n and "--split train" in n for n in bench.notes)
     assert "reported unavailable" in bench.describe()["protocol"]  # type: ignore[operator]
+
+
+LONGRVOS_KEYS = ["cat/0", "dog/0", "dog/1", "rain/street/0", "rain/street/1"]
+
+
+def test_longrvos_reads_types_and_one_object_per_expression_with_absent_frames_empty(
+    datasets: dict[str, Path],
+) -> None:
+    bench = get_benchmark("longrvos", datasets["longrvos"])
+    assert bench.split == "valid" and bench.has_ground_truth and bench.version is None
+    samples = bench.samples()
+    assert [s.key for s in samples] == LONGRVOS_KEYS  # cat/1 names two objects, the no-target ones none
+    assert [s.subset for s in samples] == ["static", "dynamic", "hybrid", "static", "dynamic"]
+    assert samples[0].info == {"obj_id": "1", "type": "static"} and samples[0].query == "box 8 8 24 32"
+    gt = bench.ground_truth(samples[0])
+    assert gt.masks.shape == (8, 48, 64) and gt.frame_names == tuple(f"{i:05d}" for i in range(8))
+    assert all(np.array_equal(m, video("cat").object_mask(0)) for m in gt.masks[:6])
+    assert not gt.masks[6:].any()  # out of view: no mask file, empty ground truth
+    street = bench.ground_truth(samples[3])
+    assert np.array_equal(street.masks[2], video("rain/street").object_mask(1))
+    assert "pooled" in bench.describe()["protocol"]  # type: ignore[operator]
+
+
+def test_longrvos_unscored_types_are_excluded_and_a_missing_type_or_bad_obj_id_is_an_error(
+    tmp_path: Path, datasets: dict[str, Path]
+) -> None:
+    root = tmp_path / "long_rvos"
+    shutil.copytree(datasets["longrvos"], root)
+    meta_path = root / "valid" / "meta_expressions.json"
+    meta = json.loads(meta_path.read_text())
+    meta["videos"]["dog"]["expressions"]["1"]["type"] = "relation"
+    meta_path.write_text(json.dumps(meta))
+    bench = get_benchmark("longrvos", root)
+    assert [s.key for s in bench.samples()] == [k for k in LONGRVOS_KEYS if k != "dog/1"]
+    assert bench.excluded == [
+        {"key": "dog/1", "reason": "type 'relation' is not scored by the official script (static, dynamic, "
+         "static+dynamic)"}
+    ]  # fmt: skip
+    del meta["videos"]["dog"]["expressions"]["1"]["type"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match=r"expression '1': no 'type'"):
+        get_benchmark("longrvos", root).samples()
+    meta["videos"]["dog"]["expressions"]["1"] |= {"type": "static", "obj_id": "../../cat/1"}
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match=re.escape("obj_id '../../cat/1' is not a plain relative name")):
+        get_benchmark("longrvos", root).samples()
+    meta["videos"]["dog"]["expressions"]["1"]["obj_id"] = 1
+    meta["videos"]["../dog"] = meta["videos"].pop("dog")
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match=re.escape("video id '../dog' is not a plain relative name")):
+        get_benchmark("longrvos", root).samples()
+
+
+def test_longrvos_test_split_without_annotations_has_no_local_ground_truth(tmp_path: Path) -> None:
+    from revseg.testing.benchmarks import write_longrvos
+
+    root = write_longrvos(tmp_path / "long_rvos", split="test", annotations=False)
+    bench = get_benchmark("longrvos", root, "test")
+    assert not bench.has_ground_truth and len(bench.samples()) == 5
+    assert "no Annotations folder" in bench.notes[0] and "No evaluation server is known" in bench.notes[0]
+    with pytest.raises(DatasetError, match="no local ground truth"):
+        bench.ground_truth(bench.samples()[0])
+    (tmp_path / "pred").mkdir()
+    report = score(bench, tmp_path / "pred", tmp_path / "out")  # nothing predicted: every sample filled empty
+    with zipfile.ZipFile(tmp_path / "out" / "submission.zip") as archive:
+        assert "cat/0/00007.png" in archive.namelist() and "dog/1/00000.png" in archive.namelist()
+    assert report.submission and any("No evaluation server is known" in note for note in report.notes)

@@ -48,6 +48,24 @@ def test_revos_scores_are_the_hand_computed_ones(datasets: dict[str, Path], tmp_
     assert report.row("all expressions (J&F with no-target)", "no-target").values["J&F"] == pytest.approx(50)
 
 
+def test_longrvos_evaluation_scores_the_out_of_view_frames_and_timing_by_hand(
+    datasets: dict[str, Path], tmp_path: Path
+) -> None:
+    report = evaluate(get_benchmark("longrvos", datasets["longrvos"]), tmp_path / "out", AGENT)
+    # The fake tracker fills the answered box on every frame. static: cat/0 right box but the object is out of
+    # view on 2 of 8 frames (J = F = tIoU = vIoU = 6/8), rain/street/0 right (1). dynamic: dog/0 wrong box on
+    # every frame (J = F = vIoU = 0 but tIoU = 1: right frames, wrong place), rain/street/1 unparseable turn 2
+    # (0). hybrid: dog/1 unparseable turn 1 (0).
+    assert report.row("static").values == pytest.approx({"J": 87.5, "F": 87.5, "J&F": 87.5, "tIoU": 87.5, "vIoU": 87.5})
+    assert report.row("dynamic").values == pytest.approx({"J": 0, "F": 0, "J&F": 0, "tIoU": 50, "vIoU": 0})
+    assert report.row("hybrid").values == pytest.approx({"J": 0, "F": 0, "J&F": 0, "tIoU": 0, "vIoU": 0})
+    overall = report.row("overall").values
+    assert overall["J&F"] == pytest.approx(100 * 1.75 / 5) and overall["tIoU"] == pytest.approx(100 * 2.75 / 5)
+    assert report.failures["failed_select_frames"] == ["dog/1"]
+    assert report.failures["failed_ground"] == ["rain/street/1"]
+    assert report.setup["benchmark"] == "longrvos" and report.setup["version"] is None
+
+
 def test_predictions_land_in_the_standard_layout_with_rle_and_run_records(
     datasets: dict[str, Path], tmp_path: Path
 ) -> None:

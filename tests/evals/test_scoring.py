@@ -256,3 +256,87 @@ def test_mevis_v2_no_target_metrics_are_the_hand_computed_ones(datasets: dict[st
     assert report.row("without no-target", "MeViS v2 valid_u").values["J&F"] == pytest.approx(500 / 6)
     # every published MeViS number is on v1: no paper row beside v2
     assert all(row.source == "ours" for row in report.table("MeViS v2 valid_u").rows)
+
+
+def test_longrvos_scores_per_type_and_pooled_overall_are_the_hand_computed_ones(
+    datasets: dict[str, Path], tmp_path: Path
+) -> None:
+    from revseg.evals.metrics import boundary_f
+
+    bench = get_benchmark("longrvos", datasets["longrvos"])
+    cat = next(v for v in synth.default_videos() if v.name == "cat")
+    box = cat.object_mask(0)  # 16 x 24 = 384 pixels; in view on frames 0-5 of 8 (ground truth empty on 6, 7)
+    extra = np.zeros_like(box)
+    extra[0:16, 40:64] = True  # 384 pixels away from the box
+    cat0 = np.stack([np.zeros_like(box)] * 2 + [box | extra] + [box] * 5)
+
+    def predict(sample: Sample, gt: np.ndarray) -> np.ndarray | None:
+        return {"cat/0": cat0, "dog/0": None, "rain/street/0": np.zeros_like(gt)}.get(sample.key, gt)
+
+    report = score(bench, write_predictions(bench, tmp_path / "pred", predict))
+    # cat/0 (static): frames 0, 1 missed (J 0), frame 2 J = 384 / 768 = 0.5, frames 3-5 exact, frames 6, 7 a mask
+    # where the object is out of view (J 0): J = 3.5 / 8. Frames with the object: gt {0..5}, pred {2..7}:
+    # tIoU = 4 / 8, vIoU = (0.5 + 1 + 1 + 1) / 8 = 3.5 / 8. F: 0 on frames 0, 1, 6, 7; 1 on 3-5.
+    f_cat = (float(boundary_f(box, box | extra)[0]) + 3) / 8
+    # rain/street/0 (static): empty everywhere, J = F = tIoU = vIoU = 0. dog/0 (dynamic): no prediction, 0.
+    # dog/1 (hybrid) and rain/street/1 (dynamic): perfect, 100.
+    static = report.row("static").values
+    assert static == pytest.approx(
+        {
+            "J": 100 * 3.5 / 16,
+            "F": 100 * f_cat / 2,
+            "J&F": 100 * (3.5 / 8 + f_cat) / 4,
+            "tIoU": 25,
+            "vIoU": 100 * 3.5 / 16,
+        }
+    )
+    assert report.row("dynamic").values == pytest.approx({"J": 50, "F": 50, "J&F": 50, "tIoU": 50, "vIoU": 50})
+    assert report.row("hybrid").values == pytest.approx({"J": 100, "F": 100, "J&F": 100, "tIoU": 100, "vIoU": 100})
+    # overall pools the five expressions (not the mean of the three rows, which would give J 100 * 0.5729)
+    overall = report.row("overall").values
+    assert report.row("overall").n == 5
+    assert overall["J"] == pytest.approx(100 * (3.5 / 8 + 2) / 5) and overall["tIoU"] == pytest.approx(50)
+    assert overall["vIoU"] == pytest.approx(100 * (3.5 / 8 + 2) / 5)
+    assert overall["F"] == pytest.approx(100 * (f_cat + 2) / 5)
+    assert report.failures["missing"] == ["dog/0"]
+    assert report.setup["benchmark"] == "longrvos" and "tIoU" in report.to_markdown()
+
+
+# [J, F, tIoU, vIoU] per expression that Long-RVOS's own eval_{static,dynamic,hybrid}.py printed for the
+# predictions below on write_longrvos()'s dataset (run once, outside the suite, with opencv and scikit-image).
+LONGRVOS_OFFICIAL = {
+    "cat/0": [0.2589285714285714, 0.23124999999999998, 0.5, 0.2589285714285714],
+    "dog/0": [0.14213197969543148, 0.0900900900900901, 0.5, 0.14213197969543148],
+    "dog/1": [1.0, 1.0, 1.0, 1.0],
+    "rain/street/0": [0.0, 0.0, 0.0, 0.0],
+    "rain/street/1": [1.0, 1.0, 1.0, 1.0],
+}
+
+
+def test_longrvos_per_expression_scores_equal_the_official_scripts(datasets: dict[str, Path], tmp_path: Path) -> None:
+    bench = get_benchmark("longrvos", datasets["longrvos"])
+    cat = next(v for v in synth.default_videos() if v.name == "cat")
+    box = cat.object_mask(0)
+    extra = np.zeros_like(box)
+    extra[0:16, 40:64] = True
+    shifted = np.roll(box, 5, axis=1)
+    cat0 = np.stack([np.zeros_like(box)] * 2 + [box | extra] + [shifted] * 3 + [box] * 2)
+
+    def predict(sample: Sample, gt: np.ndarray) -> np.ndarray:
+        if sample.key == "cat/0":
+            return cat0
+        if sample.key == "dog/0":  # a wrong region on frames 1-3 of 6
+            mask = np.zeros_like(gt)
+            mask[1:4, 10:40, 5:30] = True
+            return mask
+        return np.zeros_like(gt) if sample.key == "rain/street/0" else gt
+
+    report = score(bench, write_predictions(bench, tmp_path / "pred", predict))
+    ours = {s.key: [s.J, s.F, s.extra["tIoU"], s.extra["vIoU"]] for s in report.samples}
+    assert ours.keys() == LONGRVOS_OFFICIAL.keys()
+    for key, official in LONGRVOS_OFFICIAL.items():
+        assert ours[key] == pytest.approx(official, abs=1e-12), key
+    # the official eval_overall.py printed J&F 0.4722400641214093, tIoU 0.6, vIoU 0.48021211022480054
+    overall = report.row("overall").values
+    assert overall["J&F"] == pytest.approx(47.22400641214093)
+    assert overall["tIoU"] == pytest.approx(60) and overall["vIoU"] == pytest.approx(48.021211022480054)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from revseg.errors import DatasetError
 from revseg.evals.base import Benchmark
+from revseg.evals.benchmarks.longrvos import LongRVOS
 from revseg.evals.benchmarks.mevis import MeViS
 from revseg.evals.benchmarks.reasonvos import ReasonVOS
 from revseg.evals.benchmarks.refdavis import RefDAVIS17
@@ -23,6 +24,7 @@ BENCHMARKS: dict[str, type[Benchmark]] = {
     "mevis": MeViS,
     "ref-youtube-vos": RefYouTubeVOS,
     "ref-davis17": RefDAVIS17,
+    "longrvos": LongRVOS,
 }
 """Benchmark name -> reader class."""
 
@@ -32,6 +34,8 @@ ALIASES = {
     "refdavis": "ref-davis17",
     "ref-davis": "ref-davis17",
     "davis17": "ref-davis17",
+    "long-rvos": "longrvos",
+    "long_rvos": "longrvos",
 }
 
 
@@ -43,7 +47,7 @@ def get_benchmark(
     exclude_videos: Iterable[str] = (),
     version: str | None = None,
 ) -> Benchmark:
-    """Open a benchmark by name (case-insensitive; ``refytvos`` and ``refdavis`` also work) on its data root.
+    """Open a benchmark by name (case-insensitive; aliases such as ``refytvos`` or ``long-rvos`` work) on its data root.
 
     ``version`` forces a dataset version (MeViS ``v1`` or ``v2``); by default it is detected from the files.
     """
@@ -55,4 +59,14 @@ def get_benchmark(
     return cls(data_root, split, exclude_videos=exclude_videos, version=version)
 
 
-__all__ = ["ALIASES", "BENCHMARKS", "MeViS", "ReVOS", "ReasonVOS", "RefDAVIS17", "RefYouTubeVOS", "get_benchmark"]
+__all__ = [
+    "ALIASES",
+    "BENCHMARKS",
+    "LongRVOS",
+    "MeViS",
+    "ReVOS",
+    "ReasonVOS",
+    "RefDAVIS17",
+    "RefYouTubeVOS",
+    "get_benchmark",
+]

@@ -1,15 +1,18 @@
 """MeViS v1 (ICCV 2023) and v2 (TPAMI 2025, the PVUW 2026 track): motion expressions; ``valid_u`` scored locally.
 
-Layout of the public release (github.com/henghuiding/MeViS), the data root being ``mevis/``,
-the same for both versions::
+Layout of the public releases (github.com/henghuiding/MeViS; v2 on the Hugging Face Hub as
+``FudanCVL/MeViSv2``), the data root being ``mevis/``::
 
-    train/    JPEGImages/<video>/<frame>.jpg, meta_expressions.json, mask_dict.json
-    valid_u/  JPEGImages/<video>/<frame>.jpg, meta_expressions.json, mask_dict.json
-    valid/    JPEGImages/<video>/<frame>.jpg, meta_expressions.json        (no ground truth)
+    train/    JPEGImages/<video>/<frame>.jpg, <meta file>, mask_dict.json
+    valid_u/  JPEGImages/<video>/<frame>.jpg, <meta file>, mask_dict.json
+    valid/    JPEGImages/<video>/<frame>.jpg, <meta file>                  (no ground truth)
 
-``meta_expressions.json`` is ``{"videos": {"<video>": {"frames": [...], "expressions":
-{"<exp_id>": {"exp": str, "obj_id": [...], "anno_id": [...]}}}}}`` and ``mask_dict.json``
-maps each ``anno_id`` to one COCO RLE (or null) per frame of the video's ``frames`` list.
+The meta file is ``meta_expressions.json`` in v1. v2 renamed it: ``meta_expressions_v2.json``
+in ``train`` and ``valid_u``, ``meta_expressions_v2_release.json`` in ``valid`` (the names
+the Hub release lists and v2 users' loaders read; no official v2 scoring script is public).
+Either way it is ``{"videos": {"<video>": {"frames": [...], "expressions": {"<exp_id>":
+{"exp": str, "obj_id": [...], "anno_id": [...]}}}}}`` and ``mask_dict.json`` maps each
+``anno_id`` to one COCO RLE (or null) per frame of the video's ``frames`` list.
 An expression's ground truth is the union of its ``anno_id`` masks (MeViS' own
 ``eval_mevis.py``); the score is the mean over expressions of J and F, J&F their mean.
 
@@ -19,16 +22,21 @@ An expression's ground truth is the union of its ``anno_id`` masks (MeViS' own
 splits differ by several points, so every table names its split.
 
 Versions. v2 changes the splits (valid_u 907 expressions against v1's 793, valid 2,523
-against 2,236) and adds no-target expressions (no object matches: ``anno_id`` empty, the
+against 2,236, train 27,502 against 23,051) and adds no-target expressions (no object matches: ``anno_id`` empty, the
 ground truth empty on every frame) and motion-reasoning ones. Every published MeViS number,
 the paper's 59.8 J&F included, is on v1, so the version is part of every result: it is
 detected from the files, in this order, and can be forced (``version="v1"`` or ``"v2"``,
 ``--dataset-version`` on the command line):
 
-1. the split's expression count, when it is one of the published counts above;
-2. otherwise, a split with ground truth that has a no-target expression is v2, one without is v1;
-3. otherwise (``valid`` with an unpublished count: no ``anno_id`` to look at) v1 is assumed,
+1. the meta file's name: a ``meta_expressions_v2*.json`` is v2 (when it sits beside a
+   ``meta_expressions.json``, the v2 file is read and a note says how to read the other);
+2. the split's expression count, when it is one of the published counts above;
+3. otherwise, a split with ground truth that has a no-target expression is v2, one without is v1;
+4. otherwise (``valid`` with an unpublished count: no ``anno_id`` to look at) v1 is assumed,
    and the report says so.
+
+A no-target expression is one whose ``anno_id`` list is empty: v2 marks no other field, and
+the loaders and local scorers of v2 users select no-target expressions the same way.
 
 The version and how it was found are in every report and in every trajectory of the run.
 The paper's row is shown only beside v1; on v2 the report adds the no-target table
@@ -41,6 +49,7 @@ protocol does; a row without them is beside it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from revseg.errors import DatasetError
@@ -61,13 +70,19 @@ if TYPE_CHECKING:
     from revseg.evals.report import Table
     from revseg.evals.scoring import SampleScore
 
+V1_META = "meta_expressions.json"
+V2_META = ("meta_expressions_v2.json", "meta_expressions_v2_release.json")
+"""v2's meta file names: ``train`` and ``valid_u`` ship the first, ``valid`` the second."""
+
 PUBLISHED_COUNTS: dict[tuple[str, int], str] = {
     ("valid_u", 793): "v1",
     ("valid", 2236): "v1",
+    ("train", 23051): "v1",
     ("valid_u", 907): "v2",
     ("valid", 2523): "v2",
+    ("train", 27502): "v2",
 }
-"""(split, number of expressions) -> version, from the two releases' papers."""
+"""(split, number of expressions) -> version, from the two releases' READMEs and papers."""
 
 
 class MeViS(Benchmark):
@@ -87,10 +102,28 @@ class MeViS(Benchmark):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.split_root = self.root / self.split
-        self.meta_path = self.split_root / "meta_expressions.json"
+        self.meta_path = self._find_meta()
         self.masks = MaskDict(self.split_root / "mask_dict.json", f"MeViS {self.split}/mask_dict.json")
         if self.version is None and self.meta_path.is_file():
             self.detect_version(meta_videos(self.meta_path, f"MeViS {self.split} meta expressions"))
+
+    def _find_meta(self) -> Path:
+        """The split's meta file: v2's name (the version follows from it) unless v1 is forced, else v1's.
+
+        A forced v1 reads ``meta_expressions.json``, or the v2 file when it is the only one.
+        """
+        v1_path = self.split_root / V1_META
+        v2_path = next((self.split_root / n for n in V2_META if (self.split_root / n).is_file()), None)
+        if v2_path is None or (self.version == "v1" and v1_path.is_file()):
+            return v1_path
+        if self.version is None:
+            self.version, self.version_source = "v2", f"detected: file name {v2_path.name}"
+            if v1_path.is_file():
+                self.notes.append(
+                    f"MeViS {self.split} has both {V1_META} and {v2_path.name}: the v2 file is read; pass "
+                    "the version v1 to read the other."
+                )
+        return v2_path
 
     def detect_version(self, videos: dict[str, Any]) -> str:
         """Set (unless forced) and return the version the split's meta expressions file belongs to."""
@@ -122,12 +155,15 @@ class MeViS(Benchmark):
         return self.version
 
     def read_samples(self) -> Iterator[Sample]:
-        """One sample per expression of ``<split>/meta_expressions.json``; v2 no-target ones in subset ``no_target``."""
+        """One sample per expression of the split's meta file; v2 no-target ones in subset ``no_target``."""
+        if not self.meta_path.is_file():
+            names = " or ".join((V1_META, *V2_META))
+            raise DatasetError(f"MeViS {self.split}: no meta expressions file in {self.split_root} (expected {names})")
         videos = meta_videos(self.meta_path, f"MeViS {self.split} meta expressions")
         version = self.detect_version(videos)
         images = self.split_root / "JPEGImages"
         for video_id, entry in videos.items():
-            where = f"{self.split}/meta_expressions.json, video {video_id!r}"
+            where = f"{self.split}/{self.meta_path.name}, video {video_id!r}"
             video = safe_name(video_id, where, "video id", nested=True)
             frames = self.frame_files_for(inside(images, video), entry.get("frames"), where)
             for exp_id, expression in expressions_of(video, entry, self.meta_path).items():
