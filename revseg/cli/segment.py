@@ -63,11 +63,12 @@ def segment(
     OUT/trajectory.json (the full record), OUT/overlay.mp4 and OUT/report.html (open it in a browser).
     """
     from revseg.agents import ReVSegAgent
-    from revseg.tools.frames import open_video
+    from revseg.tools.frame_cache import ResizedFrameCache
 
     progress = not quiet
     out_dir = out or _default_out(video)
-    open_video(video, backend=frame_backend).close()  # bad input fails before any model loads
+    frame_cache = ResizedFrameCache()
+    frame_cache.probe(video, frame_backend)  # bad input fails before any model loads; the run finds the video open
     tracker = _tracker_choice(tracker, paper, device, progress)
     _say(progress, f"loading policy {policy} and tracker {tracker}")
     agent = ReVSegAgent(
@@ -82,6 +83,7 @@ def segment(
         report=report,
         policy_options=_policy_options(policy, base_url=base_url, box_convention=box_convention, device=device),
         tracker_options={"device": device},
+        frame_cache=frame_cache,
     )
     result = agent.run(
         video,
