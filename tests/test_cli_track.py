@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from revseg.tools.masks import read_masks_json
 
@@ -39,14 +42,34 @@ def test_track_two_boxes_with_hf_sam2(small_clip: Path, tiny_hf_sam2_spec: str, 
     assert json.loads((out / "track.json").read_text())["tracker"] == tiny_hf_sam2_spec
 
 
-def test_windowed_sam2_from_the_command_line(small_clip: Path, tiny_sam2_spec: str, tmp_path: Path) -> None:
+def test_windowed_sam2_from_the_command_line(
+    small_clip: Path, tiny_sam2_spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In this process, to see the states sam2 builds: one per window, each holding the frames it tracks.
+    from typer.testing import CliRunner
+
+    from revseg.cli import app
+    from revseg.tools.trackers.sam2 import Sam2Tracker
+
+    states: list[tuple[int, bool]] = []
+    real_init = Sam2Tracker._init_from
+
+    def spy(self: Sam2Tracker, source: str) -> dict[str, Any]:
+        state = real_init(self, source)
+        states.append((state["num_frames"], self.offload_video_to_cpu))
+        return state
+
+    monkeypatch.setattr(Sam2Tracker, "_init_from", spy)
     out = tmp_path / "out"
-    done = revseg(
-        "track", str(small_clip), "-k", "0", "--box", "20,30,150,170", "--tracker", tiny_sam2_spec,
+    done = CliRunner().invoke(app, [
+        "track", str(small_clip), "-k", "0", "--box", "20,30,150,170", "--tracker", tiny_sam2_spec, "--device", "cpu",
         "--window", "8", "--offload-video-to-cpu", "--no-overlay", "--out", str(out), "--quiet",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    ])  # fmt: skip
+    assert done.exit_code == 0, done.output
     assert read_masks_json(out / "masks").num_frames == 24 and not (out / "overlay.mp4").exists()
+    # 24 frames in windows of 8 that overlap by one: at least ceil(23 / 7) = 4 states, none over 8 frames
+    assert len(states) >= 4 and max(frames for frames, _ in states) <= 8, states
+    assert all(offloaded for _, offloaded in states)
 
 
 def test_bad_boxes_and_prompts_are_one_line_errors(small_clip: Path, tmp_path: Path) -> None:

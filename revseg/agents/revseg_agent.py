@@ -27,6 +27,7 @@ from revseg.graphs import ChainContext, ChainInput, build_graph, trajectory_from
 from revseg.graphs.nodes.review import apply_decision
 from revseg.policies import DEFAULT_POLICY, Policy, build_policy
 from revseg.settings import ChainSettings, SamplingParams
+from revseg.tools.frame_cache import ResizedFrameCache
 from revseg.tools.trackers import DEFAULT_TRACKER, build_tracker
 from revseg.tools.trackers.base import Tracker
 from revseg.trajectory import Status, Trajectory
@@ -34,6 +35,8 @@ from revseg.trajectory import Status, Trajectory
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
     from langgraph.graph.state import CompiledStateGraph
+
+    from revseg.tools.frames import FrameReader
 
 
 TRAJECTORY_FILE = "trajectory.json"
@@ -57,6 +60,11 @@ class ReVSegAgent:
     ``~/.cache/revseg/checkpoints.sqlite``). ``review=True`` pauses each run after
     select_frames and after ground for a person's decision (:meth:`resume`); it uses the
     default SQLite file when no checkpointer is given.
+
+    Runs read frames through ``frame_cache`` (a fresh one by default), which keeps recent
+    videos open: one run opens its video once, from the first check to the report, and
+    queries on the same video share decoded frames. Pass one that has already probed
+    the video (``frame_cache.probe(path)``) to check the input before the models load.
     """
 
     def __init__(
@@ -74,6 +82,7 @@ class ReVSegAgent:
         tracker_options: dict[str, Any] | None = None,
         checkpointer: CheckpointerSpec = None,
         review: bool = False,
+        frame_cache: ResizedFrameCache | None = None,
     ) -> None:
         self.context = ChainContext(
             policy=as_policy(policy, **(policy_options or {})),
@@ -82,6 +91,7 @@ class ReVSegAgent:
             sampling=sampling or SamplingParams(),
             frame_backend=frame_backend,
             progress=progress,
+            frame_cache=ResizedFrameCache() if frame_cache is None else frame_cache,  # an empty cache is falsy
         )
         self.overlay = overlay
         self.report = report
@@ -267,9 +277,8 @@ class ReVSegAgent:
         on_step: Callable[[str, dict[str, Any]], None] | None,
         on_start: Callable[[str], None] | None,
     ) -> SegmentationResult:
-        video_path = Path(request.video)
-        if not video_path.exists():
-            raise VideoError(f"{video_path}: no such file or folder")
+        # Bad input fails before the output folder is made; the reader stays open for the run.
+        video = await asyncio.to_thread(self.context.frame_cache.probe, request.video, self.context.frame_backend)
         out = Path(request.out_dir) if request.out_dir is not None else Path(tempfile.mkdtemp(prefix="revseg-"))
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -277,7 +286,7 @@ class ReVSegAgent:
             raise OutputError(f"cannot create output folder {out}: {exc.strerror or exc}") from exc
         if thread_id is None and self.checkpointer is not None:
             thread_id = uuid.uuid4().hex
-        inputs = ChainInput(video_path=str(video_path), query=request.query, out_dir=str(out))
+        inputs = ChainInput(video_path=video.path, query=request.query, out_dir=str(out))
         return await self._stream(graph, inputs, request, out, thread_id, on_step, on_start)
 
     async def _stream(
@@ -316,16 +325,31 @@ class ReVSegAgent:
         return SegmentationResult(trajectory=trajectory, out_dir=out, thread_id=thread_id)
 
     def _finish(self, trajectory: Trajectory, out: Path) -> None:
-        """Write what follows the graph (overlay, report, the trajectory itself); blocking."""
-        if self.overlay and "masks_json" in trajectory.outputs:
-            start = perf_counter()
-            trajectory.outputs["overlay"] = str(self._write_overlay(trajectory, out))
-            trajectory.timings["overlay"] = perf_counter() - start
-        trajectory.outputs["trajectory"] = str(out / TRAJECTORY_FILE)
-        if self.report:
-            start = perf_counter()
-            trajectory.outputs["report"] = str(self._write_report(trajectory, out))
-            trajectory.timings["report"] = perf_counter() - start
+        """Write what follows the graph (overlay, report, the trajectory itself); blocking.
+
+        Both read the video through the reader the run opened, borrowed from the frame cache.
+        A video gone since the run fails the overlay; the report is still written, saying so.
+        """
+        overlay = self.overlay and "masks_json" in trajectory.outputs
+        with contextlib.ExitStack() as stack:
+            reader: FrameReader | None = None
+            if overlay or self.report:
+                try:
+                    video = self.context.frame_cache.borrow(trajectory.video.path, self.context.frame_backend)
+                    reader = stack.enter_context(video)
+                except VideoError:
+                    if overlay:
+                        raise
+            if overlay:
+                assert reader is not None
+                start = perf_counter()
+                trajectory.outputs["overlay"] = str(self._write_overlay(trajectory, out, reader))
+                trajectory.timings["overlay"] = perf_counter() - start
+            trajectory.outputs["trajectory"] = str(out / TRAJECTORY_FILE)
+            if self.report:
+                start = perf_counter()
+                trajectory.outputs["report"] = str(self._write_report(trajectory, out, reader))
+                trajectory.timings["report"] = perf_counter() - start
         trajectory.save(out / TRAJECTORY_FILE)
 
     @contextlib.asynccontextmanager
@@ -337,30 +361,29 @@ class ReVSegAgent:
         async with open_checkpointer(self.checkpointer) as saver:
             yield build_graph(checkpointer=saver, review=self.review)
 
-    def _write_report(self, trajectory: Trajectory, out: Path) -> Path:
-        from revseg.reports.page import ReportOptions, write_report
+    def _write_report(self, trajectory: Trajectory, out: Path, reader: FrameReader | None) -> Path:
+        from revseg.reports.page import FrameImages, ReportOptions, write_report
 
         options = ReportOptions(frame_backend=self.context.frame_backend)
-        return write_report(trajectory, out / REPORT_FILE, base_dir=out, options=options)
+        frames = FrameImages(trajectory, options, reader=reader)
+        try:
+            return write_report(trajectory, out / REPORT_FILE, base_dir=out, options=options, frames=frames)
+        finally:
+            frames.close()
 
-    def _write_overlay(self, trajectory: Trajectory, out: Path) -> Path:
-        from revseg.tools.frames import open_video
+    def _write_overlay(self, trajectory: Trajectory, out: Path, reader: FrameReader) -> Path:
         from revseg.tools.render import write_overlay
 
-        reader = open_video(trajectory.video.path, backend=self.context.frame_backend)
-        try:
-            target = trajectory.targets[0] if trajectory.targets else None
-            # every object grounded on that keyframe gets its box drawn, not only the first (DESIGN.md 1.7)
-            boxes = [t.box for t in trajectory.targets if target and t.frame_index == target.frame_index and t.box]
-            return write_overlay(
-                reader,
-                trajectory.outputs["masks_json"],
-                out / OVERLAY_FILE,
-                box=boxes or None,
-                keyframe_index=target.frame_index if target else None,
-            )
-        finally:
-            reader.close()
+        target = trajectory.targets[0] if trajectory.targets else None
+        # every object grounded on that keyframe gets its box drawn, not only the first (DESIGN.md 1.7)
+        boxes = [t.box for t in trajectory.targets if target and t.frame_index == target.frame_index and t.box]
+        return write_overlay(
+            reader,
+            trajectory.outputs["masks_json"],
+            out / OVERLAY_FILE,
+            box=boxes or None,
+            keyframe_index=target.frame_index if target else None,
+        )
 
 
 def as_policy(policy: Policy | str | Any, **options: Any) -> Policy:

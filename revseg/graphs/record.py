@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from revseg.graphs.state import ChainContext
-from revseg.trajectory import Status, Target, Trajectory, TurnRecord, VideoRef
+from revseg.graphs.state import ChainContext, video_ref
+from revseg.trajectory import Status, Target, Trajectory, TurnRecord
 
 
 def trajectory_from_state(state: dict[str, Any], context: ChainContext, **ids: Any) -> Trajectory:
@@ -16,7 +16,7 @@ def trajectory_from_state(state: dict[str, Any], context: ChainContext, **ids: A
     tracker = context.tracker.spec if context.tracker is not None else "none"
     return Trajectory(
         query=state["query"],
-        video=VideoRef.model_validate(state["video"]),
+        video=video_ref(state),
         policy=context.policy.info,
         tracker=tracker,
         sampling=context.sampling,

@@ -9,6 +9,7 @@ through LangGraph's runtime context, never through state or ``configurable``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
 
@@ -19,6 +20,7 @@ from revseg.policies.base import Policy
 from revseg.settings import ChainSettings, SamplingParams
 from revseg.tools.frame_cache import ResizedFrameCache
 from revseg.tools.trackers.base import Tracker
+from revseg.trajectory import VideoRef
 
 
 def merge_timings(left: dict[str, float] | None, right: dict[str, float] | None) -> dict[str, float]:
@@ -37,7 +39,7 @@ class ChainInput(TypedDict):
 class ChainState(ChainInput, total=False):
     """Everything the nodes read and write; each key is owned by the node that sets it."""
 
-    video: dict[str, Any]  # VideoRef, dumped
+    video: dict[str, Any]  # VideoRef dumped without its path, which is video_path: read both with video_ref()
     sampled_indices: list[int]
     turns: list[dict[str, Any]]  # TurnRecord dumps, in conversation order
     targets: list[dict[str, Any]]  # Target dumps
@@ -46,6 +48,15 @@ class ChainState(ChainInput, total=False):
     outputs: dict[str, str]
     timings: Annotated[dict[str, float], merge_timings]
     reviews: list[dict[str, Any]]  # a person's decisions at the review points, in order
+
+
+def video_ref(state: Mapping[str, Any]) -> VideoRef:
+    """The run's video: what ``sample`` measured (``state["video"]``) at ``state["video_path"]``.
+
+    The path is held once, as the input names it; a ``video`` saved with its own path (by
+    an older version, in a checkpoint) reads the same.
+    """
+    return VideoRef.model_validate({**state["video"], "path": state["video_path"]})
 
 
 @dataclass

@@ -120,13 +120,23 @@ class FrameImages:
     nothing, and a page weighs kilobytes. The video is opened only when a frame is
     missing. When it cannot be opened, or no longer matches the record, :attr:`error`
     says why and lookups return nothing: the page is still written, without pictures.
+    ``reader``, an open reader of the video (the agent's, after a run), is used instead
+    of opening one; it stays the caller's to close.
     """
 
-    def __init__(self, trajectory: Trajectory, options: ReportOptions | None = None, *, files: Path | None = None):
+    def __init__(
+        self,
+        trajectory: Trajectory,
+        options: ReportOptions | None = None,
+        *,
+        files: Path | None = None,
+        reader: FrameReader | None = None,
+    ):
         self.options = options or ReportOptions()
         self.video = trajectory.video
         self.path = trajectory.video.path
         self.error: str | None = None
+        self._lent = reader
         self._reader: FrameReader | None = None
         self._opened = False
         self._cache: dict[tuple[int, str], Picture] = {}
@@ -150,8 +160,8 @@ class FrameImages:
         return self._pictures(indices, "full")
 
     def close(self) -> None:
-        """Release the decoder and drop cached pictures."""
-        if self._reader is not None:
+        """Release the decoder (unless it was lent) and drop cached pictures."""
+        if self._reader is not None and self._reader is not self._lent:
             self._reader.close()
             self._reader = None
         self._cache.clear()
@@ -168,13 +178,14 @@ class FrameImages:
             return self._reader
         self._opened = True
         try:
-            reader = open_video(self.path, backend=self.options.frame_backend)
+            reader = self._lent or open_video(self.path, backend=self.options.frame_backend)
         except RevsegError as exc:
             self.error = f"The video is not available here, so frames are not shown ({exc})."
             return None
         found, expected = reader.ref, self.video
         if (found.num_frames, found.width, found.height) != (expected.num_frames, expected.width, expected.height):
-            reader.close()
+            if reader is not self._lent:
+                reader.close()
             self.error = (
                 f"The video at {self.path} no longer matches the record ({found.num_frames} frames of"
                 f" {found.width}x{found.height}, recorded {expected.num_frames} of {expected.width}x{expected.height}),"

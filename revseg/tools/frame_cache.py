@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,8 @@ class ResizedFrameCache:
     time, so concurrent runs on different videos decode in parallel and concurrent runs on
     the same video wait for one decode instead of repeating it. The ``max_open`` most
     recently used videos stay open (opening one costs 15-20 ms of probing), so a run's
-    probe, turn-1 frames and keyframe open it once. Returned images are the cached
+    probe, turn-1 frames and keyframe open it once, and :meth:`borrow` lends that reader to
+    the steps that stream the video (tracker, overlay, report). Returned images are the cached
     objects, shared by every caller: treat them as read-only (equal objects then also let
     a policy reuse an image's encoding).
     """
@@ -128,6 +130,28 @@ class ResizedFrameCache:
 
     close = clear
 
+    @contextlib.contextmanager
+    def borrow(self, path: str | Path, backend: str = "auto") -> Iterator[FrameReader]:
+        """The video's open reader, the caller's alone until the block ends, then pooled again.
+
+        For the steps that stream a whole video or read it at full size (the tracker, the
+        overlay, the report), so that one run opens its video once. Readers are not
+        thread-safe: while one is lent, other callers on the same video open their own, and
+        when a lent reader comes back to find another pooled it is closed.
+        """
+        path, identity = _file_identity(path)
+        key: _VideoKey = (path, backend, identity)
+        with self._video_lock(path, backend):
+            with self._lock:
+                reader = self._readers.pop(key, None)
+            if reader is None:
+                reader = open_video(path, backend=backend)
+        try:
+            yield reader
+        finally:
+            with self._video_lock(path, backend):
+                self._keep(key, reader)
+
     def _reader(self, key: _VideoKey) -> FrameReader:
         """The open reader of a video (opening it when needed); the caller holds the video's lock."""
         with self._lock:
@@ -136,10 +160,23 @@ class ResizedFrameCache:
                 self._readers.move_to_end(key)
                 return reader
         reader = open_video(key[0], backend=key[1])
+        self._keep(key, reader)
+        return reader
+
+    def _keep(self, key: _VideoKey, reader: FrameReader) -> None:
+        """Pool ``reader`` as its video's open reader, closing it instead when one is pooled already.
+
+        The caller holds the video's lock. The least recently used videos beyond
+        ``max_open`` that no thread is reading now are closed.
+        """
         with self._lock:
-            self._readers[key] = reader
+            spare = reader if key in self._readers else None
+            if spare is None:
+                self._readers[key] = reader
             idle = [k for k in self._readers if k != key][: max(0, len(self._readers) - self.max_open)]
-        for old in idle:  # close least recently used videos that no thread is reading now
+        if spare is not None:
+            spare.close()
+        for old in idle:
             lock = self._video_lock(old[0], old[1])
             if lock.acquire(blocking=False):
                 try:
@@ -149,7 +186,6 @@ class ResizedFrameCache:
                         stale.close()
                 finally:
                     lock.release()
-        return reader
 
     def _lookup(self, keys: Sequence[_FrameKey]) -> dict[_FrameKey, Image]:
         found: dict[_FrameKey, Image] = {}

@@ -41,6 +41,26 @@ def test_a_failed_run_has_no_masks_and_says_why(small_clip: Path, tmp_path: Path
         result.mask(0)
 
 
+def test_one_run_opens_its_video_once_from_the_first_check_to_the_report(
+    small_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from revseg.tools import frames
+    from revseg.tools.frame_cache import ResizedFrameCache
+
+    opened: list[str] = []
+    for name, factory in list(frames.FRAME_READERS.items()):
+        monkeypatch.setitem(frames.FRAME_READERS, name, lambda path, f=factory: opened.append(str(path)) or f(path))
+    result = ReVSegAgent(ScriptedPolicy([TURN1, TURN2]), BoxTracker()).run(small_clip, "who leads?", tmp_path / "a")
+    assert result.ok and {"overlay", "report", "masks_json"} <= set(result.trajectory.outputs)
+    assert "<img" in (tmp_path / "a" / "report.html").read_text()  # the report read its frames too
+    assert opened == [str(small_clip)]  # sample, both turns, the tracker, the overlay and the report share it
+    checked = ResizedFrameCache()
+    checked.probe(small_clip)  # as `revseg segment` checks the video before the models load
+    agent = ReVSegAgent(ScriptedPolicy([TURN1, TURN2]), BoxTracker(), frame_cache=checked)
+    assert agent.run(small_clip, "who leads?", tmp_path / "b").ok
+    assert opened == [str(small_clip)] * 2
+
+
 def test_unwritable_output_folder_is_an_output_error(small_clip: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -90,8 +90,13 @@ def test_no_target_writes_empty_masks_for_every_frame(small_clip: Path, tmp_path
 
 def test_tracker_none_stops_after_ground_with_keyframe_and_box(small_clip: Path, tmp_path: Path) -> None:
     state = run(ScriptedPolicy([TURN1, TURN2]), small_clip, tmp_path, tracker=None)
-    assert state["status"] == Status.OK.value
-    assert state["targets"][0]["box"] is not None and "masks_json" not in state["outputs"]
+    assert state["status"] == Status.OK.value and "masks_json" not in state["outputs"]
+    (target,) = state["targets"]
+    assert target["sample_idx"] == 3 and target["frame_index"] == 5  # the keyframe, mapped to the original frame
+    assert target["box"] == pytest.approx([32.0, 36.0, 160.0, 144.0])  # the box, rescaled to the original frame
+    assert not (tmp_path / "masks").exists()
+    trajectory = trajectory_from_state(state, ChainContext(policy=ScriptedPolicy([])))
+    assert trajectory.tracker == "none" and trajectory.keyframe_index == 5  # what a reward needs is all recorded
 
 
 def test_policy_error_in_turn1_is_a_typed_status(small_clip: Path, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from langgraph.runtime import Runtime
 
 from revseg.graphs.nodes import ground, interpret, sample, segment, select_frames
-from revseg.graphs.state import ChainContext
+from revseg.graphs.state import ChainContext, video_ref
 from revseg.settings import ChainSettings
 from revseg.testing.fakes import BoxTracker, ScriptedPolicy
 from revseg.trajectory import Status
@@ -40,6 +40,17 @@ def test_sample_records_the_video_reference_and_uniform_indices(portrait_clip: P
     assert state["video"]["width"] == 90 and state["video"]["height"] == 160 and state["video"]["num_frames"] == 5
     assert state["sampled_indices"] == [0, 1, 3, 4]
     assert state["turns"] == [] and "sample" in state["timings"]
+
+
+def test_sample_holds_the_video_path_once_and_video_ref_joins_it_to_the_measurements(
+    portrait_clip: Path, tmp_path: Path
+) -> None:
+    state = base_state(portrait_clip, tmp_path)
+    assert "path" not in state["video"] and state["video_path"] == str(portrait_clip)
+    ref = video_ref(state)
+    assert (ref.path, ref.num_frames, ref.width, ref.height) == (str(portrait_clip), 5, 90, 160)
+    saved_by_an_older_version = {**state, "video": ref.model_dump(mode="json")}  # a checkpoint with the path twice
+    assert video_ref(saved_by_an_older_version) == ref
 
 
 def test_sample_of_a_one_frame_video_repeats_frame_zero(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -303,11 +304,24 @@ def test_unknown_box_convention_and_dtype_are_spec_errors(tiny_qwen3_dir: Path) 
         HFPolicy.from_spec(str(tiny_qwen3_dir), dtype="int3")
 
 
-def test_device_defaults_follow_the_hardware() -> None:
+def test_device_defaults_follow_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    from revseg.devices import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device(None) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device(None) == torch.device("cuda") and pick_device("auto") == torch.device("cuda")
+    # the dtype follows the device; a named one wins
     assert pick_dtype(None, "cpu") == torch.float32
-    assert pick_dtype(None, "cuda") == torch.bfloat16
+    assert pick_dtype(None, "cuda") == torch.bfloat16 and pick_dtype(None, "cuda:1") == torch.bfloat16
     assert pick_dtype("fp16", "cpu") == torch.float16
+    # FlashAttention-2 where its build imports, on CUDA in half precision; SDPA everywhere else
+    monkeypatch.setitem(sys.modules, "flash_attn", types.ModuleType("flash_attn"))
+    assert pick_attn_implementation(None, "cuda", torch.bfloat16) == "flash_attention_2"
+    assert pick_attn_implementation(None, "cuda", torch.float32) == "sdpa"
     assert pick_attn_implementation(None, "cpu", torch.float32) == "sdpa"
+    monkeypatch.setitem(sys.modules, "flash_attn", None)  # installed but broken: the import fails
+    assert pick_attn_implementation(None, "cuda", torch.bfloat16) == "sdpa"
     assert pick_attn_implementation("eager", "cuda", torch.bfloat16) == "eager"
 
 

@@ -36,11 +36,20 @@ def fake(*answers: str | AIMessage) -> GenericFakeChatModel:
 
 @pytest.fixture
 def langchain_policy() -> Iterator[LangChainPolicy]:
-    """A langchain-core fake chat model behind the policy protocol."""
+    """A langchain-core fake chat model behind the policy protocol: text only, no ids or log-probs."""
     yield LangChainPolicy(fake("frame 0", "[1, 2, 3, 4]"))
 
 
-test_langchain_policy_conforms = conformance_test("langchain_policy")
+@pytest.fixture
+def chat_openai_policy() -> Iterator[LangChainPolicy]:
+    """langchain-openai's ChatOpenAI against a local server: real requests, per-token log-probs, an identity."""
+    langchain_openai = pytest.importorskip("langchain_openai")
+    with chat_server(paper_responder()) as url:
+        model = langchain_openai.ChatOpenAI(model="qwen", base_url=url, api_key="sk-local", logprobs=True)
+        yield LangChainPolicy(model)
+
+
+test_langchain_policy_conforms = conformance_test("langchain_policy", "chat_openai_policy")
 
 
 def test_images_become_standard_base64_blocks_before_the_text() -> None:

@@ -16,7 +16,6 @@ from revseg.rl.collect import benchmark_items
 from revseg.rl.curate import EXCLUDE_FILE, curate, score_video, video_objects
 from revseg.testing import benchmarks as synth
 from revseg.tools.masks import encode_rle
-from revseg.tools.trackers.base import BoxSegmenter
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -238,9 +237,7 @@ def cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_cli_curate_writes_the_list_that_collect_excludes(
-    revos: Path, tmp_path: Path, tiny_sam2_spec: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cli_curate_writes_the_list_that_collect_excludes(revos: Path, tmp_path: Path, tiny_sam2_spec: str) -> None:
     out = tmp_path / "curated"
     common = ["curate", "revos", "--data-root", str(revos), "--split", "train", "--out", str(out), "--device", "cpu"]
     code, text = cli(*common, "--tracker", tiny_sam2_spec, "--threshold", "0", "--limit", "2")
@@ -254,25 +251,19 @@ def test_cli_curate_writes_the_list_that_collect_excludes(
     assert code == 2 and "--resume" in text
 
     (out / "some.txt").write_text("# a hand-made list\ndog\n")
-    seen: list[str] = []
+    from revseg.testing.chat_server import chat_server, paper_responder
+    from revseg.trajectory_store import TrajectoryStore
 
-    def fake_collect(items: Any, *args: Any, **kwargs: Any) -> Any:
-        from revseg.rl.collect import CollectReport
-
-        seen.extend(item.key for item in items)
-        return CollectReport()
-
-    monkeypatch.setattr("revseg.rl.collect.collect", fake_collect)
-    monkeypatch.setattr("revseg.policies.build_policy", lambda *args, **kwargs: object())
-    collect = ["collect", "--dataset", "revos", "--split", "train", "--data-root", str(revos), "-q"]
-    code, text = cli(*collect, "--out", str(tmp_path / "store"), "--exclude-videos", str(out / "some.txt"))
+    store = tmp_path / "store"
+    collect = ["collect", "--dataset", "revos", "--split", "train", "--data-root", str(revos), "--out", str(store)]
+    fast = ["-q", "--frames", "4", "--group-size", "1", "--max-new-tokens", "64"]
+    with chat_server(paper_responder(keyframe=1, box=(10, 10, 300, 300))) as url:
+        policy = ["--policy", "openai:qwen", "--base-url", url]
+        code, text = cli(*collect, *fast, *policy, "--exclude-videos", str(out / "some.txt"))
     assert code == 0, text
-    assert seen == ["revos/train/cat/0", "revos/train/cat/1", "revos/train/cat/2"] + [
+    collected = sorted(r.query_id for r in TrajectoryStore(store) if r.query_id)
+    assert collected == ["revos/train/cat/0", "revos/train/cat/1", "revos/train/cat/2"] + [
         f"revos/train/rain/street/{n}" for n in range(3)
     ]
     items = benchmark_items("revos", revos, "train", link_dir=tmp_path / "l", exclude_videos=excluded(out))
     assert list(items) == []
-
-
-def test_box_fill_is_a_box_segmenter() -> None:
-    assert isinstance(BoxFill(), BoxSegmenter)

@@ -181,6 +181,19 @@ class FrameReaderConformance:
             self.assert_same(frame, reference[start + offset], start + offset)
         assert list(reader.iter_frames(start, start)) == []
 
+    def test_a_reader_left_mid_stream_still_reads_exactly(
+        self, reader: FrameReader, reference: list[np.ndarray]
+    ) -> None:
+        # One run lends one reader to the tracker, then the overlay, then the report (ResizedFrameCache.borrow);
+        # a tracker that fails stops streaming half way.
+        stream = reader.iter_frames()
+        self.assert_same(next(stream), reference[0], 0)
+        wanted = [len(reference) - 1, 0, len(reference) // 2]
+        for index, frame in zip(wanted, reader.read(wanted), strict=True):
+            self.assert_same(frame, reference[index], index)
+        last = len(reference) - 1
+        self.assert_same(next(iter(reader.iter_frames(last))), reference[last], last)
+
     def test_out_of_range_index_names_the_path(self, reader: FrameReader) -> None:
         for bad in (reader.ref.num_frames, -1):
             with pytest.raises(VideoError, match="out of range") as info:

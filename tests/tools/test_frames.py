@@ -655,6 +655,42 @@ def test_concurrent_runs_on_one_video_decode_it_once(clip_dir: Path, monkeypatch
     assert not small._readers
 
 
+def test_a_borrowed_reader_is_the_open_one_and_others_get_their_own_meanwhile(
+    clip_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[FrameReader] = []
+    real_open = frame_cache.open_video
+
+    def counting_open(path: str | Path, backend: str = "auto") -> Any:
+        opened.append(real_open(path, backend))
+        return opened[-1]
+
+    monkeypatch.setattr(frame_cache, "open_video", counting_open)
+    cache = ResizedFrameCache()
+    path = clip_dir / "gop10.mp4"
+    cache.probe(path)
+    with cache.borrow(path) as reader:
+        assert opened == [reader]  # the probe's reader, lent out
+        streamed = next(iter(reader.iter_frames(0, 3)))
+        with cache.borrow(str(path)) as second:  # lent while the first is: never shared between callers
+            assert second is not reader and len(opened) == 2
+        cache.read(path, [7], (16, 16))  # the second, pooled again, serves the cache
+        assert len(opened) == 2
+    assert not _is_closed(opened[1]) and _is_closed(opened[0])  # one open reader per video: the late one closes
+    with cache.borrow(path) as again:
+        assert again is opened[1] and np.array_equal(again.read([0])[0], streamed)
+    cache.close()
+    assert _is_closed(opened[1])
+
+
+def _is_closed(reader: FrameReader) -> bool:
+    try:
+        reader.read([0])
+    except ValueError:
+        return True
+    return False
+
+
 def test_read_resized_without_cache_handles_repeats(clip_dir: Path) -> None:
     images = read_resized(open_video(clip_dir / "five.mp4"), [4, 0, 4], (10, 12))
     assert [im.size for im in images] == [(10, 12)] * 3

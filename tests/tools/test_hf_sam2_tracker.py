@@ -108,8 +108,11 @@ def test_border_boxes_are_clipped_and_tracked(tracker: HFSam2Tracker, short_clip
         w, h = reader.ref.width, reader.ref.height
         boxes = [(0.0, 0.0, w / 3, h / 2), (w * 0.6, -20.0, w + 50.0, float(h))]
         out = list(tracker.track(reader, 11, boxes))
+        inside = [(0.0, 0.0, w / 3, h / 2), (w * 0.6, 0.0, float(w), float(h))]
+        clipped = {fm.frame_index: fm.masks for fm in tracker.track(reader, 11, inside)}
     assert sorted(fm.frame_index for fm in out) == list(range(12))
     assert all(fm.masks.shape == (2, h, w) for fm in out)
+    assert all(np.array_equal(fm.masks, clipped[fm.frame_index]) for fm in out)  # tracked as the clipped boxes are
 
 
 def test_model_failures_become_tracker_errors_naming_the_video(

@@ -10,12 +10,12 @@ from langgraph.runtime import Runtime
 from revseg.errors import PolicyError
 from revseg.graphs.conversation import ground_messages
 from revseg.graphs.frames import aresized_frames
-from revseg.graphs.state import ChainContext, ChainState, chain_context
+from revseg.graphs.state import ChainContext, ChainState, chain_context, video_ref
 from revseg.graphs.turns import ask_policy, record_turn
 from revseg.policies.parsing import parse_box_answer
 from revseg.policies.prompts import get_prompt_set
 from revseg.tools.boxes import is_degenerate, rescale_box
-from revseg.trajectory import Status, TurnRecord, VideoRef
+from revseg.trajectory import Status, TurnRecord
 
 
 async def ground(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
@@ -26,7 +26,7 @@ async def ground(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str,
     the format reward treats turn 2 as all-or-nothing, and so do we.
     """
     ctx = chain_context(runtime)
-    video = VideoRef.model_validate(state["video"])
+    video = video_ref(state)
     prompts = get_prompt_set(ctx.settings.prompt_set)
     first = state["turns"][0]
     history = await aresized_frames(ctx, state["video_path"], state["sampled_indices"], ctx.settings.frame_size)

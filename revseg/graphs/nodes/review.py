@@ -30,7 +30,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from revseg.errors import InputError
-from revseg.graphs.state import ChainContext, ChainState
+from revseg.graphs.state import ChainContext, ChainState, video_ref
 from revseg.tools.boxes import clip_box, is_degenerate
 from revseg.trajectory import VideoRef
 
@@ -79,7 +79,7 @@ def apply_decision(
     """Targets after ``decision``, and the review record; InputError names what is wrong with it."""
     targets = [dict(t) for t in state["targets"]]
     items = _decision_items(stage, decision)
-    video = VideoRef.model_validate(state["video"])
+    video = video_ref(state)
     changes = []
     for item in items:
         number = item.get("target", 0)

@@ -13,16 +13,18 @@ from revseg.tools.frames import sample_indices
 
 
 async def sample(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
-    """Record the video reference and ``round(linspace(0, T-1, n))`` sampled indices.
+    """Record the video's size and length and ``round(linspace(0, T-1, n))`` sampled indices.
 
-    A broken video raises VideoError here: that is bad input, not a model outcome.
+    The path is kept as the frame reader resolved it (``~`` expanded), in ``video_path``
+    only. A broken video raises VideoError here: that is bad input, not a model outcome.
     """
     ctx = chain_context(runtime)
     start = perf_counter()
     ref = await asyncio.to_thread(ctx.frame_cache.probe, state["video_path"], ctx.frame_backend)
     indices = sample_indices(ref.num_frames, ctx.settings.num_frames)
     return {
-        "video": ref.model_dump(mode="json"),
+        "video_path": ref.path,
+        "video": ref.model_dump(mode="json", exclude={"path"}),
         "sampled_indices": indices,
         "turns": [],
         "targets": [],

@@ -12,10 +12,10 @@ import numpy as np
 from langgraph.runtime import Runtime
 
 from revseg.errors import TrackerError
-from revseg.graphs.state import ChainContext, ChainState, chain_context
-from revseg.tools.frames import FrameReader, open_video
+from revseg.graphs.state import ChainContext, ChainState, chain_context, video_ref
+from revseg.tools.frames import FrameReader
 from revseg.tools.masks import MaskWriter, decode_rle, encode_rle
-from revseg.trajectory import Status, VideoRef
+from revseg.trajectory import Status
 
 MASKS_DIR = "masks"
 
@@ -37,23 +37,21 @@ async def segment(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str
 
 def write_masks(state: ChainState, ctx: ChainContext) -> dict[str, Any]:
     """The blocking part of :func:`segment`: track, write the masks, return the state update."""
-    video = VideoRef.model_validate(state["video"])
+    video = video_ref(state)
     out = Path(state["out_dir"]) / MASKS_DIR
     targets = state.get("targets", [])
     writer = MaskWriter(out, num_frames=video.num_frames, size=(video.width, video.height), num_objects=len(targets))
     start = perf_counter()
-    reader = open_video(state["video_path"], backend=ctx.frame_backend)
     try:
         if state.get("status") != Status.NO_TARGET.value:
-            _track_into(writer, reader, targets, ctx)
+            with ctx.frame_cache.borrow(video.path, ctx.frame_backend) as reader:  # open since sample
+                _track_into(writer, reader, targets, ctx)
     except TrackerError as exc:
         return {
             "status": Status.TRACKER_ERROR.value,
             "reason": str(exc),
             "timings": {"segment": perf_counter() - start},
         }
-    finally:
-        reader.close()
     masks_json = writer.close()
     outputs = {**state.get("outputs", {}), "masks": str(out), "masks_json": str(masks_json)}
     return {
