@@ -47,12 +47,12 @@ FrameBackendOpt = Annotated[str, typer.Option(help="Frame reader: auto, folder, 
 
 
 BenchmarkArg = Annotated[
-    str, typer.Argument(help="Benchmark: revos, reasonvos, mevis, ref-youtube-vos or ref-davis17.")
+    str, typer.Argument(help="Benchmark: revos, reasonvos, mevis, ref-youtube-vos, ref-davis17 or longrvos.")
 ]
 DataRootOpt = Annotated[Path, typer.Option(help="The benchmark's folder, laid out as its public release ships it.")]
 SplitOpt = Annotated[
     str | None,
-    typer.Option(help="Split (default: revos valid, mevis valid_u, ref-youtube-vos valid, ref-davis17 valid)."),
+    typer.Option(help="Split (default: revos valid, mevis valid_u, ref-youtube-vos valid, ref-davis17 valid, longrvos valid)."),
 ]
 ShardOpt = Annotated[
     str | None,
