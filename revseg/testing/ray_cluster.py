@@ -55,7 +55,7 @@ def local_ray_cluster(
         from ray.cluster_utils import Cluster
     except ImportError as exc:
         raise SpecError("a local Ray cluster needs the ray package: pip install 'revseg[ray]'") from exc
-    node = {"num_cpus": cpus_per_node, "object_store_memory": object_store_mb * 2**20}
+    node: dict[str, Any] = {"num_cpus": cpus_per_node, "object_store_memory": object_store_mb * 2**20}
     head = {**node, "include_dashboard": False, "_system_config": system_config or {}}
     cluster = Cluster(initialize_head=True, head_node_args=head)
     try:
