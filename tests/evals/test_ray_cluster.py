@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,29 +14,8 @@ from revseg.evals.base import Benchmark
 from revseg.evals.report import Report, comparable
 from revseg.evals.runner import RESULTS_JSONL
 from revseg.testing.benchmarks import QueryBoxAgent
-from tests.conftest import skip_unless
 
 pytestmark = [pytest.mark.ray_cluster, pytest.mark.slow]
-
-FAST_FAILURE_DETECTION = {"health_check_period_ms": 500, "health_check_failure_threshold": 2}
-
-
-def three_nodes() -> Any:
-    """A head and two worker nodes, one CPU each, so three one-CPU actors must land on three nodes."""
-    try:
-        import ray  # noqa: F401
-
-        from revseg.testing.ray_cluster import local_ray_cluster
-    except ImportError:
-        skip_unless("ray_cluster", "ray missing: pip install 'revseg[ray]'")
-    return local_ray_cluster(nodes=3, cpus_per_node=1, system_config=FAST_FAILURE_DETECTION)
-
-
-@pytest.fixture
-def cluster() -> Iterator[Any]:
-    with three_nodes() as local:
-        yield local
-
 
 @pytest.fixture(scope="module")
 def mevis(datasets: dict[str, Path]) -> Benchmark:
@@ -55,22 +33,22 @@ def records(out: Path) -> list[dict[str, Any]]:
 
 
 def test_eval_over_a_three_node_cluster_on_loopback_spreads_over_the_nodes_and_equals_the_local_run(
-    cluster: Any, mevis: Benchmark, local_report: Report, tmp_path: Path
+    ray_cluster: Any, mevis: Benchmark, local_report: Report, tmp_path: Path
 ) -> None:
     import ray
 
-    spread = evaluate(mevis, tmp_path, QueryBoxAgent(delay_s=0.2), workers=3, ray_address=cluster.address)
+    spread = evaluate(mevis, tmp_path, QueryBoxAgent(delay_s=0.2), workers=3, ray_address=ray_cluster.address)
     assert comparable(spread.to_json()) == comparable(local_report.to_json())
     done = records(tmp_path)
     assert sorted(r["key"] for r in done) == sorted(s.key for s in mevis.samples())  # each scored once
-    nodes = {node.node_id for node in [cluster.head_node, *cluster.worker_nodes]}
+    nodes = {node.node_id for node in [ray_cluster.head_node, *ray_cluster.worker_nodes]}
     assert {r["node"] for r in done} == nodes  # every node ran samples: the work spread
-    ray.init(address=cluster.address)
+    ray.init(address=ray_cluster.address)
     assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}  # no traffic left loopback
 
 
 def test_a_worker_node_removed_mid_run_leaves_every_sample_scored_exactly_once(
-    cluster: Any, mevis: Benchmark, local_report: Report, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ray_cluster: Any, mevis: Benchmark, local_report: Report, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Ray does not retry here (a restarted actor would wait for the CPU the node took away): the driver
     hands the lost actor's job in flight to the surviving actors, and records each result once."""
@@ -78,13 +56,13 @@ def test_a_worker_node_removed_mid_run_leaves_every_sample_scored_exactly_once(
 
     def lose_a_node(done: int, total: int, record: dict[str, Any]) -> None:
         if not removed:  # the other actors are inside a sample (0.5 s a turn), or get one next
-            victim = next(n for n in cluster.worker_nodes if n.node_id != record["node"])
+            victim = next(n for n in ray_cluster.worker_nodes if n.node_id != record["node"])
             removed.append(victim.node_id)
-            cluster.remove_node(victim, allow_graceful=False)
+            ray_cluster.remove_node(victim, allow_graceful=False)
 
     with caplog.at_level(logging.WARNING, logger="revseg.evals.workers"):
         spread = evaluate(
-            mevis, tmp_path, QueryBoxAgent(delay_s=0.5), workers=3, ray_address=cluster.address, on_result=lose_a_node
+            mevis, tmp_path, QueryBoxAgent(delay_s=0.5), workers=3, ray_address=ray_cluster.address, on_result=lose_a_node
         )
     assert comparable(spread.to_json()) == comparable(local_report.to_json())
     done = records(tmp_path)
