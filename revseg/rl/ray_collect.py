@@ -160,8 +160,9 @@ def _with_sampled_truth(
 
     for item in items:
         try:
-            with open_video(item.video, frame_backend) as reader:
-                length = reader.ref.num_frames
+            reader = open_video(item.video, frame_backend)
+            length = reader.ref.num_frames
+            reader.close()
             truth = item.truth()
             boxes = {i: truth.box(i) for i in dict.fromkeys(sample_indices(length, settings.num_frames))}
         except (RevsegError, OSError) as exc:  # as a local collection: one bad item does not stop the run

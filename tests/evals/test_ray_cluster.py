@@ -17,6 +17,7 @@ from revseg.testing.benchmarks import QueryBoxAgent
 
 pytestmark = [pytest.mark.ray_cluster, pytest.mark.slow]
 
+
 @pytest.fixture(scope="module")
 def mevis(datasets: dict[str, Path]) -> Benchmark:
     return get_benchmark("mevis", datasets["mevis"])
@@ -61,9 +62,8 @@ def test_a_worker_node_removed_mid_run_leaves_every_sample_scored_exactly_once(
             ray_cluster.remove_node(victim, allow_graceful=False)
 
     with caplog.at_level(logging.WARNING, logger="revseg.evals.workers"):
-        spread = evaluate(
-            mevis, tmp_path, QueryBoxAgent(delay_s=0.5), workers=3, ray_address=ray_cluster.address, on_result=lose_a_node
-        )
+        slow = QueryBoxAgent(delay_s=0.5)
+        spread = evaluate(mevis, tmp_path, slow, workers=3, ray_address=ray_cluster.address, on_result=lose_a_node)
     assert comparable(spread.to_json()) == comparable(local_report.to_json())
     done = records(tmp_path)
     assert sorted(r["key"] for r in done) == sorted(s.key for s in mevis.samples())  # all, none twice
