@@ -97,3 +97,24 @@ def test_ground_truth_travels_as_the_boxes_of_the_sampled_frames_only() -> None:
     assert truth() is truth and truth.box(0) == (1.0, 2.0, 3.0, 4.0) and truth.box(5) is None
     with pytest.raises(InputError, match="no ground truth was shipped for frame 3"):
         truth.box(3)
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.slow
+def test_revseg_collect_with_ray_against_an_openai_server_stores_what_the_local_command_stores(
+    ray_cluster: Any, revos_train: Path, tmp_path: Path
+) -> None:
+    from revseg.testing.benchmarks import query_box_responder
+    from revseg.testing.chat_server import chat_server
+    from tests.rl.test_rl_cli import cli
+
+    common = ["collect", "--dataset", "revos", "--split", "train", "--data-root", str(revos_train), "-q",
+              "--frames", "4", "--group-size", "2", "--seed", "7", "--policy", "openai:q"]  # fmt: skip
+    with chat_server(query_box_responder()) as url:
+        code, out = cli(*common, "--base-url", url, "--out", str(tmp_path / "local"))
+        assert code == 0, out
+        code, out = cli(*common, "--base-url", url, "--out", str(tmp_path / "ray"), "--ray", ray_cluster.address,
+                        "--workers", "3")  # fmt: skip
+    assert code == 0 and "wrote 8 groups (16 rollouts" in out and "0 failed" in out, out
+    assert collected(tmp_path / "ray") == collected(tmp_path / "local")
+    assert {k.split("/", 2)[2]: v[0][0] for k, v in collected(tmp_path / "ray").items()} == EXPECTED
