@@ -127,8 +127,9 @@ def real_report_run(tmp_path_factory: pytest.TempPathFactory, small_clip: Path, 
 
 
 REQUIRED = [word.strip() for word in os.environ.get("REVSEG_REQUIRE", "").split(",") if word.strip()]
-"""Words naming what must not be skipped here (`.ci/run` sets `REVSEG_REQUIRE=torchcodec,chromium,postgres`): a skip
-whose reason names one of them fails instead, so CI cannot pass by quietly skipping what it installed."""
+"""Words naming what must not be skipped here (`.ci/run` sets
+`REVSEG_REQUIRE=torchcodec,chromium,postgres,ray_cluster`): a skip whose reason names one of them fails instead,
+so CI cannot pass by quietly skipping what it installed."""
 
 
 @pytest.hookimpl(wrapper=True)
