@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from revseg.errors import RevsegError
 from revseg.evals import evaluate, get_benchmark
 from revseg.evals.base import Benchmark
 from revseg.evals.report import Report, comparable
@@ -68,3 +70,34 @@ def test_a_worker_node_removed_mid_run_leaves_every_sample_scored_exactly_once(
     done = records(tmp_path)
     assert sorted(r["key"] for r in done) == sorted(s.key for s in mevis.samples())  # all, none twice
     assert removed and "lost a Ray worker" in caplog.text and "job(s) in flight run again on the 2 left" in caplog.text
+
+
+def test_when_every_ray_worker_is_lost_the_finished_samples_stay_and_resume_completes_the_run(
+    ray_cluster: Any, mevis: Benchmark, local_report: Report, tmp_path: Path
+) -> None:
+    """The other half of the recovery: with no actor left the run stops with an error, and --resume finishes it."""
+    healed = tmp_path / "healed"
+
+    def dies_on_dog() -> Any:
+        """An agent whose process exits on the dog video's samples (a crash that kills every actor in turn)."""
+        agent = QueryBoxAgent()()
+        run = agent.arun
+
+        async def arun(video: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+            if "dog" in str(video) and not healed.exists():
+                os._exit(1)
+            return await run(video, query, *args, **kwargs)
+
+        agent.arun = arun
+        return agent
+
+    with pytest.raises(RevsegError, match=r"every Ray worker was lost .* rerun with --resume"):
+        evaluate(mevis, tmp_path / "out", dies_on_dog, workers=3, ray_address=ray_cluster.address)
+    kept = records(tmp_path / "out")
+    assert kept and not any(r["key"].startswith("dog/") for r in kept)
+    healed.touch()
+    finished = evaluate(mevis, tmp_path / "out", dies_on_dog, workers=3, ray_address=ray_cluster.address, resume=True)
+    assert comparable(finished.to_json()) == comparable(local_report.to_json())
+    done = records(tmp_path / "out")
+    assert sorted(r["key"] for r in done) == sorted(s.key for s in mevis.samples())  # each scored once
+    assert done[: len(kept)] == kept  # nothing finished was redone
