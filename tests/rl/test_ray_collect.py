@@ -118,3 +118,34 @@ def test_revseg_collect_with_ray_against_an_openai_server_stores_what_the_local_
     assert code == 0 and "wrote 8 groups (16 rollouts" in out and "0 failed" in out, out
     assert collected(tmp_path / "ray") == collected(tmp_path / "local")
     assert {k.split("/", 2)[2]: v[0][0] for k, v in collected(tmp_path / "ray").items()} == EXPECTED
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.slow
+def test_a_sampling_model_on_three_nodes_draws_the_same_tokens_as_locally_with_a_fixed_seed(
+    ray_cluster: Any, revos_train: Path, tiny_qwen25_dir: Path, tmp_path: Path, one_torch_thread: None
+) -> None:
+    """The tiny Qwen2.5-VL samples at temperature 1 on each actor: per-rollout seeds make the store reproducible."""
+    from functools import partial
+
+    from revseg.policies import build_policy
+    from revseg.settings import SamplingParams
+
+    factory = partial(build_policy, f"hf:{tiny_qwen25_dir}", device="cpu")
+    sampling = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=8)
+
+    def tokens(store: Path) -> dict[str, list[tuple[int | None, list[list[int] | None], float]]]:
+        """Per item: each rollout's seed, its turns' sampled token ids and its reward."""
+        drawn: dict[str, list[tuple[int | None, list[list[int] | None], float]]] = {}
+        for t in TrajectoryStore(store):
+            rollout = (t.sampling.seed, [turn.token_ids for turn in t.turns], (t.rewards or {})["total"])
+            drawn.setdefault(t.query_id or "", []).append(rollout)
+        return {key: sorted(rollouts, key=repr) for key, rollouts in drawn.items()}
+
+    options: dict[str, Any] = {"group_size": 2, "settings": SETTINGS, "sampling": sampling, "seed": 3, "limit": 3}
+    items = list(benchmark_items("revos", revos_train, "train", link_dir=tmp_path / "frames"))
+    collect(items, factory(), tmp_path / "local", **options)
+    collect(items, factory, tmp_path / "ray", workers=3, ray_address=ray_cluster.address, **options)
+    local = tokens(tmp_path / "local")
+    assert len(local) == 3 and all(turns[0] for group in local.values() for _, turns, _ in group)
+    assert tokens(tmp_path / "ray") == local
