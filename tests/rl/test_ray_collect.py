@@ -149,3 +149,10 @@ def test_a_sampling_model_on_three_nodes_draws_the_same_tokens_as_locally_with_a
     local = tokens(tmp_path / "local")
     assert len(local) == 3 and all(turns[0] for group in local.values() for _, turns, _ in group)
     assert tokens(tmp_path / "ray") == local
+
+
+def test_collect_over_ray_refuses_a_built_policy_before_starting_anything(revos_train: Path, tmp_path: Path) -> None:
+    items = benchmark_items("revos", revos_train, "train", link_dir=tmp_path / "frames")
+    with pytest.raises(InputError, match="policy spec string or a picklable factory"):
+        collect(items, synth.QueryBoxPolicy(), tmp_path / "store", ray_address="local")
+    assert not (tmp_path / "store").exists()
