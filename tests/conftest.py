@@ -127,8 +127,9 @@ def real_report_run(tmp_path_factory: pytest.TempPathFactory, small_clip: Path, 
 
 
 REQUIRED = [word.strip() for word in os.environ.get("REVSEG_REQUIRE", "").split(",") if word.strip()]
-"""Words naming what must not be skipped here (`.ci/run` sets `REVSEG_REQUIRE=torchcodec,chromium,postgres`): a skip
-whose reason names one of them fails instead, so CI cannot pass by quietly skipping what it installed."""
+"""Words naming what must not be skipped here (`.ci/run` sets
+`REVSEG_REQUIRE=torchcodec,chromium,postgres,ray_cluster`): a skip whose reason names one of them fails instead,
+so CI cannot pass by quietly skipping what it installed."""
 
 
 @pytest.hookimpl(wrapper=True)
@@ -152,6 +153,24 @@ def skip_unless(group: str, reason: str) -> None:
     if group in required:
         pytest.fail(f"{group} tests are required here (REVSEG_REQUIRE) but cannot run: {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture
+def ray_cluster() -> Iterator[object]:
+    """A real Ray cluster here: a head and two worker nodes, one CPU each, all on 127.0.0.1 (``ray.cluster_utils``).
+
+    One-CPU actors must land on three nodes. Node failures are noticed within about a second
+    (health checks every 0.5 s), for the tests that remove a node mid-run.
+    """
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        skip_unless("ray_cluster", "ray missing: pip install 'revseg[ray]'")
+    from revseg.testing.ray_cluster import local_ray_cluster
+
+    fast = {"health_check_period_ms": 500, "health_check_failure_threshold": 2}
+    with local_ray_cluster(nodes=3, cpus_per_node=1, system_config=fast) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

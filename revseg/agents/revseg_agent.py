@@ -441,6 +441,24 @@ async def open_checkpointer(spec: CheckpointerSpec) -> AsyncIterator[Any]:
         yield saver
 
 
+SERVED_CHECKPOINTER_ENV = "REVSEG_CHECKPOINTER"
+
+
+def served_checkpointer() -> contextlib.AbstractAsyncContextManager[Any]:
+    """The saver of a LangGraph server (``langgraph dev`` included) whose langgraph.json names this function.
+
+    langgraph-api (0.16 here) replaces its own persistence with a custom checkpointer when the
+    config has ``"checkpointer": {"path": "revseg.agents.revseg_agent.served_checkpointer"}``:
+    it calls this and enters the context it returns for the server's lifetime. The saver is
+    :func:`open_checkpointer`'s for ``$REVSEG_CHECKPOINTER`` (a ``postgresql://`` URL or an
+    SQLite path), so served threads live in the same database as the agents'.
+    """
+    target = os.environ.get(SERVED_CHECKPOINTER_ENV)
+    if not target:
+        raise InputError(f"set {SERVED_CHECKPOINTER_ENV} to a postgresql:// URL or an SQLite path for the server")
+    return open_checkpointer(target)
+
+
 def run_sync(coroutine: Coroutine[Any, Any, _T]) -> _T:
     """Run a coroutine to completion from blocking code, even when this thread already runs an event loop."""
     try:

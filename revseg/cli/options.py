@@ -52,7 +52,9 @@ BenchmarkArg = Annotated[
 DataRootOpt = Annotated[Path, typer.Option(help="The benchmark's folder, laid out as its public release ships it.")]
 SplitOpt = Annotated[
     str | None,
-    typer.Option(help="Split (default: revos valid, mevis valid_u, ref-youtube-vos valid, ref-davis17 valid, longrvos valid)."),
+    typer.Option(
+        help="Split (default: revos valid, mevis valid_u, ref-youtube-vos valid, ref-davis17 valid, longrvos valid)."
+    ),
 ]
 ShardOpt = Annotated[
     str | None,

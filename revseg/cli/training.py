@@ -58,6 +58,15 @@ def collect_command(
     device: DeviceOpt = None,
     exclude_videos: ExcludeOpt = None,
     shard: ShardOpt = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Fan out over a Ray cluster (ADDRESS as ray.init takes it, or 'local'): --workers actors, "
+            "each with its own models, one group in flight each.",
+            metavar="ADDRESS",
+        ),
+    ] = None,
     tokenizer: Annotated[
         str | None,
         typer.Option(
@@ -72,6 +81,8 @@ def collect_command(
     A group is written with one append once its rollouts finish: a crash loses only groups
     in flight, and --resume runs every item without a whole group in OUT.
     """
+    from functools import partial
+
     from revseg.evals.shards import Shard, in_shard
     from revseg.policies import build_policy
     from revseg.rl.collect import benchmark_items, collect
@@ -83,12 +94,16 @@ def collect_command(
         dataset, data_root, split, link_dir=out / "frames", exclude_videos=_read_ids(exclude_videos)
     )
     items = in_shard(items, selected, lambda item: item.key)
-    _say(not quiet, f"loading policy {policy}")
-    built = build_policy(
-        policy,
-        **_policy_options(policy, base_url=base_url, box_convention=box_convention, device=device, tokenizer=tokenizer),
+    options = _policy_options(
+        policy, base_url=base_url, box_convention=box_convention, device=device, tokenizer=tokenizer
     )
-    built_tracker = None if tracker == "none" else build_tracker(tracker, device=device)
+    if ray_address is not None:  # each Ray actor builds its own models from these
+        built: Any = partial(build_policy, policy, **options)
+        built_tracker: Any = None if tracker == "none" else partial(build_tracker, tracker, device=device)
+    else:
+        _say(not quiet, f"loading policy {policy}")
+        built = build_policy(policy, **options)
+        built_tracker = None if tracker == "none" else build_tracker(tracker, device=device)
     counter = [0]
 
     def progress(key: str, group: list[Any]) -> None:
@@ -110,6 +125,7 @@ def collect_command(
         seed=seed,
         limit=limit,
         on_group=progress,
+        ray_address=ray_address,
     )
     typer.echo(
         f"wrote {report.groups_written} groups ({report.rollouts} rollouts, mean reward {report.mean_reward:.3f}) "

@@ -174,6 +174,7 @@ class RunStore:
             "frames": len(result.frame_names),
             "seconds": round(result.seconds, 3),
             "worker": result.worker,
+            **({"node": result.node} if result.node else {}),
         }
         self._append(record)
         return record

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import queue
 import shutil
@@ -40,6 +41,8 @@ from revseg.settings import ChainSettings, SamplingParams
 
 if TYPE_CHECKING:
     from revseg.agents import ReVSegAgent
+
+logger = logging.getLogger(__name__)
 
 ERROR_STATUS = "error"
 
@@ -142,6 +145,7 @@ class JobResult:
     masks: dict[str, Any] | None = None
     frame_names: list[str] = field(default_factory=list)
     worker: str = ""
+    node: str = ""  # the Ray node id, under Ray
 
 
 def run_job(agent: ReVSegAgent, job: Job) -> JobResult:
@@ -401,7 +405,16 @@ class _RayWorker:
         self.agent = build_agent(factory)
 
     async def run(self, job: Job) -> JobResult:
-        return await arun_job(self.agent, job)
+        result = await arun_job(self.agent, job)
+        result.node = ray_node_id()
+        return result
+
+
+def ray_node_id() -> str:
+    """The id of the Ray node this code runs on (empty outside a Ray worker)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
 def ray_results(
@@ -418,10 +431,42 @@ def ray_results(
     ``address`` is what ``ray.init`` takes (``auto``, ``ray://host:10001``, ``host:6379``) or
     ``local`` to start a private cluster on this machine. ``gpus_per_worker`` defaults to 1
     when the cluster has a GPU per worker, else 0. Every node must see the frames at the same
-    paths; results travel back to this process, which writes them.
+    paths; results travel back to this process, which writes them. A node lost mid-run costs
+    only its jobs in flight, which the surviving actors run again (:func:`ray_actor_results`).
+    """
+    return ray_actor_results(
+        _RayWorker, (factory,), jobs, workers, address, concurrency=concurrency, gpus_per_worker=gpus_per_worker
+    )
+
+
+def ray_actor_results(
+    body: type,
+    args: tuple[Any, ...],
+    jobs: Iterable[Any],
+    workers: int,
+    address: str,
+    *,
+    concurrency: int = 1,
+    gpus_per_worker: float | None = None,
+) -> Iterator[Any]:
+    """``workers`` Ray actors of class ``body`` (built with ``args``) run each job by ``await actor.run(job)``.
+
+    The generic fan-out behind ``eval --ray`` and ``collect --ray``: jobs are pulled lazily, at
+    most ``concurrency`` in flight per actor, the least loaded actor first; results are yielded
+    as they arrive, so the driver alone writes them, once each.
+
+    When an actor is lost (its node removed or dead, its process killed) this driver, not
+    Ray, recovers: the actor is dropped and its jobs in flight go to the surviving actors.
+    Ray's own actor restarts would not help here: a restarted actor waits for a free CPU,
+    and the lost node took its CPU with it while the others are held by the survivors. A
+    lost job never returned a result, so nothing is recorded twice. When every actor is
+    lost, :class:`~revseg.errors.RevsegError` says so; the results already yielded are kept
+    (written by the caller) and ``--resume`` runs the rest. An actor that fails to build
+    (a bad spec) ends the run at once with its error.
     """
     try:
         import ray
+        from ray.exceptions import RayActorError
     except ImportError as exc:
         raise SpecError("--ray needs the ray package: pip install 'revseg[ray]'") from exc
 
@@ -435,29 +480,59 @@ def ray_results(
     gpus = gpus_per_worker
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= workers else 0.0
+    per_actor = max(concurrency, 1)
     remote: Any = ray.remote  # its stubs miss actor options such as max_concurrency
-    actor_class = remote(num_cpus=1, num_gpus=gpus, max_concurrency=max(concurrency, 1))(_RayWorker)
-    actors: list[Any] = [actor_class.remote(factory) for _ in range(workers)]
-    load = [0] * workers
-    in_flight: dict[Any, int] = {}
+    actor_class = remote(num_cpus=1, num_gpus=gpus, max_concurrency=per_actor)(body)
+    actors: dict[int, Any] = {i: actor_class.remote(*args) for i in range(workers)}
+    load = dict.fromkeys(actors, 0)
+    in_flight: dict[Any, tuple[int, Any]] = {}
+    retry: list[Any] = []  # jobs of lost actors, run before new ones
     queue_ = iter(jobs)
     try:
         while True:
-            while len(in_flight) < workers * max(concurrency, 1):
-                job = next(queue_, None)
+            while actors and len(in_flight) < len(actors) * per_actor:
+                job = retry.pop() if retry else next(queue_, None)
                 if job is None:
                     break
-                actor = min(range(workers), key=load.__getitem__)
+                actor = min(actors, key=load.__getitem__)
                 load[actor] += 1
-                in_flight[actors[actor].run.remote(job)] = actor
+                in_flight[actors[actor].run.remote(job)] = (actor, job)
             if not in_flight:
                 return
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in ready:
-                load[in_flight.pop(ref)] -= 1
-                yield ray.get(ref)
+                actor, job = in_flight.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except RayActorError as exc:
+                    if exc.actor_init_failed:
+                        raise RevsegError(f"a Ray worker could not start: {_first_line(exc)}") from exc
+                    retry.append(job)
+                    if (lost := actors.pop(actor, None)) is not None:  # its other jobs in flight come back here too
+                        load.pop(actor)
+                        ray.kill(lost)  # it may only be unreachable: it must not hold a CPU or write anything
+                        again = 1 + sum(1 for owner, _ in in_flight.values() if owner == actor)
+                        logger.warning(
+                            "lost a Ray worker (%s); %d job(s) in flight run again on the %d left",
+                            _first_line(exc),
+                            again,
+                            len(actors),
+                        )
+                    if not actors:
+                        raise RevsegError(
+                            f"every Ray worker was lost (last: {_first_line(exc)}); finished samples are saved: "
+                            "rerun with --resume"
+                        ) from exc
+                    continue
+                if actor in load:  # else a lost actor's late answer: still its job's only result
+                    load[actor] -= 1
+                yield result
     finally:
-        for actor in actors:
-            ray.kill(actor)
+        for handle in actors.values():
+            ray.kill(handle)
         if started:
             ray.shutdown()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__

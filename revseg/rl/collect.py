@@ -93,6 +93,7 @@ def collect(
     frame_backend: str = "auto",
     limit: int | None = None,
     on_group: Callable[[str, list[Trajectory]], None] | None = None,
+    ray_address: str | None = None,
 ) -> CollectReport:
     """Roll out every item ``group_size`` times, score each run and append each group to ``store``.
 
@@ -100,7 +101,29 @@ def collect(
     since rewards need only the keyframe and box. ``workers`` groups are in flight at
     once. With ``resume``, items whose group is already whole in the store are skipped.
     Bad inputs (a missing video) are reported per item in ``failed`` and do not stop the run.
+    With ``ray_address`` the groups run on ``workers`` Ray actors (:mod:`revseg.rl.ray_collect`;
+    ``policy`` and ``tracker`` are then spec strings or picklable factories).
     """
+    if ray_address is not None:
+        from revseg.rl.ray_collect import ray_collect
+
+        return ray_collect(
+            items,
+            policy,
+            store,
+            ray_address,
+            group_size=group_size,
+            sampling=sampling,
+            settings=settings,
+            tracker=tracker,
+            reward_config=reward_config,
+            workers=workers,
+            resume=resume,
+            seed=seed,
+            frame_backend=frame_backend,
+            limit=limit,
+            on_group=on_group,
+        )
     return asyncio.run(
         acollect(
             items,

@@ -2,7 +2,10 @@
 
 The real LangGraph API server (in-memory runtime) runs in a subprocess on loopback; the
 policy is the local chat server, the tracker none. Skipped where langgraph-cli[inmem]
-is not installed.
+is not installed. Every test runs twice: with the server's own persistence, and with our
+PostgreSQL checkpointer, which langgraph-api 0.16 honours through langgraph.json's
+``checkpointer.path`` (``revseg.agents.revseg_agent.served_checkpointer``); there the
+checkpoints must land in the database.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +36,38 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _config(work: Path) -> Path:
-    """Our langgraph.json with its paths made absolute: `langgraph dev` resolves them against its cwd."""
+def _config(work: Path, checkpointer: str | None = None) -> Path:
+    """Our langgraph.json with its paths made absolute (`langgraph dev` resolves them against its cwd)."""
     config = json.loads((REPO / "langgraph.json").read_text())
     config["dependencies"] = [str(REPO / d) for d in config["dependencies"]]
     config["graphs"] = {name: str(REPO / target) for name, target in config["graphs"].items()}
+    if checkpointer is not None:
+        config["checkpointer"] = {"path": checkpointer}
     path = work / "langgraph.json"
     path.write_text(json.dumps(config))
     return path
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, ChatServerLog]]:
+SERVED_CHECKPOINTER = "revseg.agents.revseg_agent.served_checkpointer"
+
+
+@dataclass
+class Served:
+    """The SDK client of a running `langgraph dev`, the chat server's log, and the checkpointer's URL if ours."""
+
+    client: Any
+    log: ChatServerLog
+    postgres: str | None = None
+
+
+@pytest.fixture(scope="module", params=["server-default", pytest.param("postgres", marks=pytest.mark.postgres)])
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A `langgraph dev` server over our langgraph.json, its policy the local chat server; an SDK client."""
     pytest.importorskip("langgraph_api", reason="needs langgraph-cli[inmem] (the dev extra installs it)")
     sdk = pytest.importorskip("langgraph_sdk")
     if not CLI.exists():
         pytest.skip("the langgraph command is not installed")
+    postgres = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
     log = ChatServerLog()
     work = tmp_path_factory.mktemp("langgraph-dev")  # the server keeps its state in .langgraph_api/ of its cwd
     output = (work / "server.log").open("w")
@@ -61,8 +80,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Chat
             "OPENAI_BASE_URL": url,
             "LANGSMITH_TRACING": "false",
             "LANGGRAPH_NO_ANALYTICS": "1",
+            **({"REVSEG_CHECKPOINTER": postgres} if postgres else {}),
         }
-        args = [str(CLI), "dev", "--no-browser", "--no-reload", "--port", str(port), "--config", str(_config(work))]
+        config = _config(work, SERVED_CHECKPOINTER if postgres else None)
+        args = [str(CLI), "dev", "--no-browser", "--no-reload", "--port", str(port), "--config", str(config)]
         process = subprocess.Popen(args, cwd=work, env=env, stdout=output, stderr=output)
         try:
             client = sdk.get_sync_client(url=f"http://127.0.0.1:{port}")
@@ -75,7 +96,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Chat
                     if process.poll() is not None or time.monotonic() > deadline:
                         pytest.fail(f"langgraph dev did not start:\n{(work / 'server.log').read_text()[-3000:]}")
                     time.sleep(0.5)
-            yield client, log
+            yield Served(client, log, postgres)
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -83,10 +104,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Chat
     shutil.rmtree(work, ignore_errors=True)
 
 
-def test_a_served_run_streams_each_reasoning_step(
-    served: tuple[Any, ChatServerLog], small_clip: Path, tmp_path: Path
-) -> None:
-    client, _ = served
+def checkpoints_in(url: str, thread_id: str) -> int:
+    """How many checkpoints of a thread the PostgreSQL database holds."""
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        row = connection.execute("SELECT count(*) FROM checkpoints WHERE thread_id = %s", (thread_id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_served_run_streams_each_reasoning_step(served: Served, small_clip: Path, tmp_path: Path) -> None:
+    client = served.client
     thread = client.threads.create()
     inputs = {"video_path": str(small_clip), "query": "the rider", "out_dir": str(tmp_path)}
     stream = client.runs.stream(
@@ -98,12 +126,14 @@ def test_a_served_run_streams_each_reasoning_step(
     state = client.threads.get_state(thread["thread_id"])["values"]
     assert state["status"] == "ok" and len(state["sampled_indices"]) == 8
     assert state["targets"][0]["box"] == pytest.approx([32.0, 36.0, 160.0, 144.0])
+    if served.postgres:  # the server kept its checkpoints in our database, one per step and more
+        assert checkpoints_in(served.postgres, thread["thread_id"]) >= len(steps)
 
 
 def test_a_served_review_pauses_and_a_correction_resumes_the_run(
-    served: tuple[Any, ChatServerLog], small_clip: Path, tmp_path: Path
+    served: Served, small_clip: Path, tmp_path: Path
 ) -> None:
-    client, log = served
+    client, log = served.client, served.log
     thread = client.threads.create()["thread_id"]
     inputs = {"video_path": str(small_clip), "query": "the rider", "out_dir": str(tmp_path)}
     client.runs.wait(thread, "revseg_review", input=inputs)
