@@ -1,4 +1,4 @@
-"""Rebuilding look_again rollouts of any length through the real processor, with the tiny Qwen2.5-VL."""
+"""Training on look_again rollouts of any length with the tiny Qwen2.5-VL: exact rebuilds, one GRPO step."""
 
 from __future__ import annotations
 
@@ -12,10 +12,15 @@ import torch
 from revseg.errors import TrainingError
 from revseg.graphs import ChainContext, build_graph, trajectory_from_state
 from revseg.policies.hf import HFPolicy
+from revseg.rl.groundtruth import BoxGroundTruth
+from revseg.rl.grpo import GRPOConfig
+from revseg.rl.rewards import score
 from revseg.rl.sequences import answer_logps, rollout_sequences
+from revseg.rl.train import train
 from revseg.settings import ChainSettings, SamplingParams
 from revseg.testing.fakes import BoxTracker
 from revseg.trajectory import Trajectory
+from revseg.trajectory_store import TrajectoryStore
 from tests.rl.forced import ForcedPolicy
 
 ZOOM = "<think>small</think> <answer> {'action': 'zoom', 'first': 0, 'last': 2} </answer>"
@@ -75,3 +80,31 @@ def test_a_record_whose_verify_masks_are_gone_cannot_be_rebuilt(
     shutil.rmtree(tmp_path / "masks")
     with pytest.raises(TrainingError, match="cannot rebuild the verify turn"):
         rollout_sequences(traj, policy.build_inputs, policy.processor.tokenizer)
+
+
+def test_grpo_trains_on_a_group_of_rollouts_of_different_lengths(
+    policy: HFPolicy, tiny_qwen25_dir: Path, small_clip: Path, tmp_path: Path
+) -> None:
+    scripts = [
+        [SELECT, BOX, ACCEPT],
+        [ZOOM, SELECT, BOX, REJECT, OTHER, BOX, ACCEPT],
+        [SELECT, BOX, REJECT, "no other frame"],
+        ["I cannot tell."],
+    ]
+    truth = BoxGroundTruth({8: [(20.0, 20.0, 120.0, 150.0)], 15: [(40.0, 40.0, 200.0, 150.0)]})
+    group = []
+    for number, answers in enumerate(scripts):
+        record = score(look_again_run(policy, small_clip, tmp_path / f"run{number}", answers), truth)
+        group.append(record.model_copy(update={"group_id": "g", "group_size": len(scripts), "query_id": "q"}))
+    assert [len(t.turns) for t in group] == [3, 7, 4, 1]
+    assert len({t.rewards["total"] for t in group if t.rewards}) > 1
+    store = TrajectoryStore(tmp_path / "store")
+    store.append(group)
+    logged: list[dict[str, float]] = []
+    config = GRPOConfig(learning_rate=1e-3, prompts_per_step=1, max_steps=1)
+    result = train(store.root, f"hf:{tiny_qwen25_dir}", tmp_path / "ckpt", config, log=logged.append)
+    (step,) = result.history
+    assert step["tokens"] == sum(len(turn.token_ids or []) for t in group for turn in t.turns)
+    assert step["ratio"] == pytest.approx(1.0, abs=1e-4)  # every turn rebuilt as it was sampled
+    assert step["kl"] == pytest.approx(0.0, abs=1e-6)
+    assert "reward/verify" in step and step["rollouts"] == 4.0
