@@ -155,3 +155,40 @@ def _error() -> Exception:
     from revseg.errors import PolicyError
 
     return PolicyError("server down")
+
+
+def test_the_openai_policy_runs_the_program_against_the_local_chat_server(small_clip: Path, tmp_path: Path) -> None:
+    from revseg.policies.openai import OpenAIPolicy
+    from revseg.testing.chat_server import ChatServerLog, chat_server, count_images
+
+    script = [LOOK, SELECT, BOX, REJECT, SELECT_OTHER, OTHER_BOX, ACCEPT]
+    log = ChatServerLog()
+    with chat_server(lambda request: script[len(log.requests) - 1], log) as url:
+        policy = OpenAIPolicy("qwen2.5-vl", base_url=url)
+        state, record = run(policy, small_clip, tmp_path, BoxTracker(), num_frames=8, verify_frames=2)  # type: ignore[arg-type]
+    assert kinds(state) == ["interpret", "zoom", "ground", "verify", "reselect", "ground", "verify"]
+    assert [a.verdict for a in record.attempts] == ["reject", "accept"]
+    assert all(t.token_ids and t.logprobs and t.token_source == "generated" for t in record.turns)
+    last_user = [[m for m in r["messages"] if m["role"] == "user"][-1] for r in log.requests]
+    assert [count_images(m) for m in last_user] == [8, len(record.turns[1].image_frames), 1, 3, 0, 1, 3]
+    assert [len(r["messages"]) for r in log.requests] == [1, 3, 5, 7, 9, 11, 13]  # one growing conversation
+
+
+def test_the_hf_policy_runs_the_program_and_its_answer_is_an_outcome(
+    tiny_qwen25_dir: Path, small_clip: Path, tmp_path: Path
+) -> None:
+    from revseg.policies.hf import HFPolicy
+    from revseg.settings import SamplingParams
+
+    policy = HFPolicy.from_spec(str(tiny_qwen25_dir), device="cpu")
+    context = ChainContext(
+        policy=policy,
+        tracker=BoxTracker(),
+        settings=ChainSettings(program="look_again", num_frames=4, frame_size=(112, 112), keyframe_size=(224, 224)),
+        sampling=SamplingParams(temperature=1.0, max_new_tokens=16, seed=0),
+    )
+    inputs = {"video_path": str(small_clip), "query": "who leads?", "out_dir": str(tmp_path)}
+    state = dict(asyncio.run(build_graph().ainvoke(inputs, context=context)))  # type: ignore[arg-type]
+    record = trajectory_from_state(state, context)
+    assert record.status in set(Status) and record.turns[0].token_source == "generated"
+    assert record.turns[0].parse_ok is False and "turn 1 (interpret)" in (record.reason or "")  # random weights
