@@ -107,6 +107,15 @@ def test_reselecting_the_rejected_keyframe_ends_with_the_rejected_masks(small_cl
     assert state["outputs"]["masks_json"] == record.attempts[0].masks
 
 
+def test_a_failed_regrounding_keeps_the_rejected_attempt_and_its_targets(small_clip: Path, tmp_path: Path) -> None:
+    tracker = BoxTracker()
+    state, record = run(ScriptedPolicy([SELECT, BOX, REJECT, SELECT_OTHER, "no box"]), small_clip, tmp_path, tracker)
+    assert kinds(state) == ["interpret", "ground", "verify", "reselect", "ground"]
+    assert state["status"] == Status.OK.value and "the rejected attempt's masks are kept" in state["reason"]
+    assert record.targets == record.attempts[0].targets and len(tracker.calls) == 1
+    assert state["outputs"]["masks_json"] == record.attempts[0].masks
+
+
 def test_the_budget_is_enforced_by_the_graph_not_the_model(small_clip: Path, tmp_path: Path) -> None:
     policy = ScriptedPolicy([LOOK, LOOK_AGAIN, LOOK_AGAIN, SELECT, BOX])
     state, _ = run(policy, small_clip, tmp_path, BoxTracker(), max_turns=3)
