@@ -201,3 +201,16 @@ def test_the_hf_policy_runs_the_program_and_its_answer_is_an_outcome(
     record = trajectory_from_state(state, context)
     assert record.status in set(Status) and record.turns[0].token_source == "generated"
     assert record.turns[0].parse_ok is False and "turn 1 (interpret)" in (record.reason or "")  # random weights
+
+
+def test_the_served_graph_runs_the_program_named_in_its_json_context(small_clip: Path, tmp_path: Path) -> None:
+    from revseg.graphs.serve import graph
+    from revseg.testing.chat_server import ChatServerLog, chat_server
+
+    script = [LOOK, SELECT, BOX]
+    log = ChatServerLog()
+    inputs = {"video_path": str(small_clip), "query": "who leads?", "out_dir": str(tmp_path)}
+    with chat_server(lambda request: script[len(log.requests) - 1], log) as url:
+        context = {"policy": "openai:served", "tracker": "none", "base_url": url, "program": "look_again"}
+        state = asyncio.run(graph.ainvoke(inputs, context=context))  # type: ignore[arg-type]
+    assert kinds(state) == ["interpret", "zoom", "ground"] and state["status"] == Status.OK.value
