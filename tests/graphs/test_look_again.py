@@ -231,3 +231,14 @@ def test_a_rejected_frame_stays_excluded_after_zooming_in_around_it(small_clip: 
     state, _ = run(policy, small_clip, tmp_path, BoxTracker())
     assert kinds(state) == ["interpret", "ground", "verify", "reselect", "zoom"]
     assert state["turns"][-1]["image_frames"][0] == 5 and "frame_idx 0 was rejected" in state["reason"]
+
+
+def test_each_target_needs_its_own_grounding_turn_within_the_budget(small_clip: Path, tmp_path: Path) -> None:
+    two = (
+        "<think>both</think> <answer> [{'frame_idx': 3, 'object description': 'rider in red'}, "
+        "{'frame_idx': 5, 'object description': 'rider in blue'}] </answer>"
+    )
+    state, _ = run(ScriptedPolicy([two, BOX, BOX]), small_clip, tmp_path / "a", BoxTracker(), max_turns=2)
+    assert kinds(state) == ["interpret"] and "ground the 2 target(s)" in state["reason"]
+    state, _ = run(ScriptedPolicy([two, BOX, OTHER_BOX]), small_clip, tmp_path / "b", BoxTracker(), max_turns=3)
+    assert kinds(state) == ["interpret", "ground", "ground"] and state["status"] == Status.OK.value
