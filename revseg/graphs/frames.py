@@ -9,10 +9,13 @@ nodes read frames in a worker thread (:func:`aresized_frames`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from revseg.graphs.conversation import look_messages
+from revseg.graphs.images import turn_images
 from revseg.graphs.state import ChainContext
+from revseg.policies.base import Message
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -28,3 +31,17 @@ async def aresized_frames(
 ) -> list[Image]:
     """:func:`resized_frames` in a worker thread, so decoding never blocks the event loop."""
     return await asyncio.to_thread(resized_frames, context, path, indices, size)
+
+
+def history(context: ChainContext, path: str, turns: Sequence[Mapping[str, Any]]) -> list[Message]:
+    """The look_again conversation so far, images re-read through the context's cache."""
+
+    def read(indices: Sequence[int], size: tuple[int, int]) -> list[Image]:
+        return resized_frames(context, path, indices, size)
+
+    return look_messages(turns, [turn_images(turn, read) for turn in turns])
+
+
+async def ahistory(context: ChainContext, path: str, turns: Sequence[Mapping[str, Any]]) -> list[Message]:
+    """:func:`history` in a worker thread (decoding and drawing block)."""
+    return await asyncio.to_thread(history, context, path, turns)
