@@ -117,3 +117,39 @@ def test_missing_default_weights_fail_fast_with_a_hint(small_clip: Path, tmp_pat
     done = revseg("segment", str(small_clip), "anything", "--out", str(tmp_path / "o"), timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "--policy hf:/" in done.stderr
+
+
+def test_program_flag_runs_look_again_with_its_turn_budget(
+    small_clip: Path, tiny_sam2_spec: str, tmp_path: Path
+) -> None:
+    """--program look_again --max-turns reach the chain: the model zooms, grounds and verifies within the budget."""
+    answers = [
+        "<think>the riders are in the middle</think><answer>{'action': 'zoom', 'first': 2, 'last': 6}</answer>",
+        "<think>frame 3 is clear</think><answer>[{'frame_idx': 3, 'object description': 'rider'}]</answer>",
+        '[{"bbox_2d": [84, 168, 420, 672], "label": "rider"}]',
+        "<think>the mask covers the rider</think><answer>{'verdict': 'accept'}</answer>",
+    ]
+
+    def respond(request: dict[str, object]) -> str:
+        messages = request["messages"]
+        assert isinstance(messages, list)
+        return answers[sum(1 for m in messages if m.get("role") == "assistant")]
+
+    out = tmp_path / "out"
+    with chat_server(respond) as url:
+        done = revseg(
+            "segment", str(small_clip), "the rider in front", "--policy", "openai:qwen2.5-vl", "--base-url", url,
+            "--tracker", tiny_sam2_spec, "--program", "look_again", "--max-turns", "6", "--out", str(out), "-q",
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    trajectory = Trajectory.load(out / "trajectory.json")
+    assert trajectory.settings.program == "look_again" and trajectory.settings.max_turns == 6
+    assert trajectory.settings.prompt_set != "revseg-paper-v1"
+    assert [t.name for t in trajectory.turns] == ["interpret", "zoom", "ground", "verify"]
+    assert trajectory.status == Status.OK
+    assert len(sorted((out / "masks").glob("*.png"))) == 24
+
+
+def test_program_flag_refuses_an_unknown_program(small_clip: Path, tmp_path: Path) -> None:
+    done = revseg("segment", str(small_clip), "x", "--program", "look_twice", "--out", str(tmp_path / "o"))
+    assert done.returncode == 2 and "look_twice" in done.stderr and "Traceback" not in done.stderr

@@ -18,7 +18,10 @@ from revseg.cli.options import (
     ExcludeOpt,
     FramesOpt,
     MaxNewTokensOpt,
+    MaxTurnsOpt,
     PolicyOpt,
+    ProgramChoice,
+    ProgramOpt,
     SeedOpt,
     ShardOpt,
     SplitOpt,
@@ -64,6 +67,8 @@ def eval_command(
     dataset_version: DatasetVersionOpt = None,
     shard: ShardOpt = None,
     frames: FramesOpt = PAPER_SETTINGS.num_frames,
+    program: ProgramOpt = ProgramChoice.PAPER,
+    max_turns: MaxTurnsOpt = None,
     base_url: BaseUrlOpt = None,
     box_convention: BoxConventionOpt = None,
     device: DeviceOpt = None,
@@ -91,7 +96,7 @@ def eval_command(
         tracker=tracker,
         policy_options=_policy_options(policy, base_url=base_url, box_convention=box_convention, device=device),
         tracker_options={"device": device} if device else {},
-        **_chain_options(frames, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed),
+        **_chain_options(frames, program, max_turns, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed),
     )
     total = len(bench.samples())
     _say(not quiet, f"{bench.title} {bench.split}: {total} samples -> {out_dir}")

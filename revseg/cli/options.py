@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,6 +33,26 @@ PaperOpt = Annotated[
     ),
 ]
 FramesOpt = Annotated[int, typer.Option(min=1, max=256, help="Frames sampled uniformly for turn 1 (paper: 16).")]
+
+
+class ProgramChoice(StrEnum):
+    """The chain programs (``ChainSettings.program``), as the CLI offers them."""
+
+    PAPER = "paper"
+    LOOK_AGAIN = "look_again"
+
+
+ProgramOpt = Annotated[
+    ProgramChoice,
+    typer.Option(
+        help="Chain program: paper (two turns, the default) or look_again (may zoom into a stretch of the video, "
+        "verify the tracked mask and re-select a keyframe, within --max-turns).",
+    ),
+]
+MaxTurnsOpt = Annotated[
+    int | None,
+    typer.Option(min=2, help="look_again: most model turns per run (default 8); the graph enforces it."),
+]
 BaseUrlOpt = Annotated[str | None, typer.Option(help="openai: endpoint URL, e.g. http://localhost:8000/v1 (vLLM).")]
 BoxConventionOpt = Annotated[
     str | None,
@@ -93,14 +114,20 @@ def _default_out(video: Path) -> Path:
     return Path("revseg-out") / (video.stem if video.suffix else video.name)
 
 
-def _chain_options(frames: int, **sampling: Any) -> dict[str, Any]:
+def _chain_options(
+    frames: int, program: str = ProgramChoice.PAPER, max_turns: int | None = None, **sampling: Any
+) -> dict[str, Any]:
     """The ``settings`` and ``sampling`` an agent, an eval spec or a collection gets from the flags.
 
-    Sampling fields a command has no flag for keep :class:`~revseg.settings.SamplingParams`' defaults.
+    Settings and sampling fields a command has no flag for keep :class:`~revseg.settings.ChainSettings`'
+    and :class:`~revseg.settings.SamplingParams`' defaults.
     """
     from revseg.settings import ChainSettings, SamplingParams
 
-    return {"settings": ChainSettings(num_frames=frames), "sampling": SamplingParams(**sampling)}
+    chain: dict[str, Any] = {"num_frames": frames, "program": str(program)}
+    if max_turns is not None:
+        chain["max_turns"] = max_turns
+    return {"settings": ChainSettings(**chain), "sampling": SamplingParams(**sampling)}
 
 
 def _policy_options(policy: str, **options: Any) -> dict[str, Any]:

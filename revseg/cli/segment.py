@@ -14,8 +14,11 @@ from revseg.cli.options import (
     FrameBackendOpt,
     FramesOpt,
     MaxNewTokensOpt,
+    MaxTurnsOpt,
     PaperOpt,
     PolicyOpt,
+    ProgramChoice,
+    ProgramOpt,
     SeedOpt,
     TemperatureOpt,
     TopKOpt,
@@ -38,6 +41,8 @@ def segment(
     policy: PolicyOpt = DEFAULT_POLICY,
     tracker: TrackerOpt = DEFAULT_TRACKER,
     frames: FramesOpt = PAPER_SETTINGS.num_frames,
+    program: ProgramOpt = ProgramChoice.PAPER,
+    max_turns: MaxTurnsOpt = None,
     out: Annotated[
         Path | None, typer.Option(help="Output folder (default: revseg-out/<video name>).", show_default=False)
     ] = None,
@@ -75,7 +80,14 @@ def segment(
         policy,
         tracker,
         **_chain_options(
-            frames, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed
+            frames,
+            program,
+            max_turns,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
         ),
         frame_backend=frame_backend,
         progress=progress,
@@ -182,6 +194,8 @@ def segment_batch(
     policy: PolicyOpt = DEFAULT_POLICY,
     tracker: TrackerOpt = DEFAULT_TRACKER,
     frames: FramesOpt = PAPER_SETTINGS.num_frames,
+    program: ProgramOpt = ProgramChoice.PAPER,
+    max_turns: MaxTurnsOpt = None,
     base_url: BaseUrlOpt = None,
     timeout: Annotated[float, typer.Option(min=0.01, help="openai: seconds before a request is retried.")] = 120.0,
     max_retries: Annotated[
@@ -220,7 +234,14 @@ def segment_batch(
         policy,
         tracker,
         **_chain_options(
-            frames, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed
+            frames,
+            program,
+            max_turns,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
         ),
         frame_backend=frame_backend,
         overlay=overlay,

@@ -17,7 +17,10 @@ from revseg.cli.options import (
     ExcludeOpt,
     FramesOpt,
     MaxNewTokensOpt,
+    MaxTurnsOpt,
     PolicyOpt,
+    ProgramChoice,
+    ProgramOpt,
     ShardOpt,
     TrackerOpt,
     _chain_options,
@@ -44,6 +47,8 @@ def collect_command(
     resume: Annotated[bool, typer.Option("--resume", help="Skip items whose group is already whole in OUT.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first K items not yet collected.")] = None,
     frames: FramesOpt = PAPER_SETTINGS.num_frames,
+    program: ProgramOpt = ProgramChoice.PAPER,
+    max_turns: MaxTurnsOpt = None,
     temperature: Annotated[
         float, typer.Option(min=0.0, help="Sampling temperature (on for GRPO groups).")
     ] = DEFAULT_COLLECT_SAMPLING.temperature,
@@ -117,7 +122,9 @@ def collect_command(
         built,
         out,
         group_size=group_size,
-        **_chain_options(frames, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens),
+        **_chain_options(
+            frames, program, max_turns, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens
+        ),
         tracker=built_tracker,
         reward_config=RewardConfig(temporal=temporal),  # type: ignore[arg-type]
         workers=workers,
