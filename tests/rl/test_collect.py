@@ -76,3 +76,23 @@ def test_any_source_of_items_works_and_bad_videos_are_reported(revos_train: Path
     report = collect(items, synth.QueryBoxPolicy(), store, group_size=3, settings=SETTINGS)
     assert report.groups_written == 1 and [k for k, _ in report.failed] == ["mine/1"]
     assert [t.rewards["total"] for t in store] == [3.0, 3.0, 3.0]
+
+
+def test_a_rollout_is_recorded_exactly_as_the_agent_records_a_run_with_that_seed(
+    revos_train: Path, tmp_path: Path
+) -> None:
+    from revseg.agents import ReVSegAgent
+    from revseg.settings import DEFAULT_COLLECT_SAMPLING
+
+    item = next(iter(benchmark_items("revos", revos_train, "train", link_dir=tmp_path / "links")))
+    store = TrajectoryStore(tmp_path / "store")
+    collect([item], synth.QueryBoxPolicy(), store, group_size=1, settings=SETTINGS, seed=5)
+    (rollout,) = list(store)
+    sampling = DEFAULT_COLLECT_SAMPLING.model_copy(update={"seed": rollout_seed(5, item.key, 0)})
+    agent = ReVSegAgent(synth.QueryBoxPolicy(), None, settings=SETTINGS, overlay=False, report=False)
+    run = agent.run(item.video, item.query, tmp_path / "run", query_id=item.key, sampling=sampling).trajectory
+    varying = {"run_id", "group_id", "group_size", "created_at", "timings", "outputs", "rewards", "turns"}
+    assert rollout.model_dump(exclude=varying) == run.model_dump(exclude=varying)
+    assert [t.model_dump(exclude={"duration_s"}) for t in rollout.turns] == [
+        t.model_dump(exclude={"duration_s"}) for t in run.turns
+    ]
