@@ -6,9 +6,22 @@ replay can rebuild the exact model inputs from the record alone.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PAPER_PROMPT_SET = "revseg-paper-v1"
+LOOK_AGAIN_PROMPT_SET = "revseg-look-again-v1"
+
+Program = Literal["paper", "look_again"]
+"""Which chain a run follows: the paper's two turns, or the opt-in agent that can look again.
+
+``paper``: sample -> interpret -> select_frames -> ground -> segment (DESIGN.md 1.2).
+``look_again``: the same start, but turn 1 may answer ``zoom(first, last)`` to see the
+frames inside a window of its view, and after tracking the policy ``verify``-s the mask
+(accept, or reject with a reason, then re-select another keyframe and ground again),
+all within ``max_turns`` model turns (DESIGN.md 1.7, issue 16).
+"""
 
 
 class ChainSettings(BaseModel):
@@ -28,6 +41,24 @@ class ChainSettings(BaseModel):
     max_objects: int | None = Field(
         None, ge=1, description="Ground at most this many listed objects; None keeps all (DESIGN.md 1.7)."
     )
+    program: Program = Field("paper", description="'paper' (two turns, default) or 'look_again' (zoom, verify).")
+    max_turns: int = Field(
+        8,
+        ge=2,
+        le=64,
+        description="look_again: model turns a run may take in all, enforced by the graph (paper: ignored).",
+    )
+    verify_frames: int = Field(
+        4, ge=1, le=64, description="look_again: frames spread over the video that verify shows with the mask drawn."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _look_again_prompts(cls, data: Any) -> Any:
+        """``program='look_again'`` without a prompt set uses the look-again set (the paper's has no actions)."""
+        if isinstance(data, dict) and data.get("program") == "look_again" and "prompt_set" not in data:
+            return {**data, "prompt_set": LOOK_AGAIN_PROMPT_SET}
+        return data
 
 
 class SamplingParams(BaseModel):

@@ -21,9 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from revseg.errors import OutputError
 from revseg.settings import ChainSettings, SamplingParams
 
-SCHEMA_VERSION = "2"
-SUPPORTED_SCHEMA_VERSIONS = frozenset({"1", "2"})
-"""Record versions this code reads. 2 added ``group_size``; a version-1 record reads with it unset."""
+SCHEMA_VERSION = "3"
+SUPPORTED_SCHEMA_VERSIONS = frozenset({"1", "2", "3"})
+"""Record versions this code reads. 2 added ``group_size``; 3 added turns of any kind (``zoom``, ``verify``,
+``reselect``), ``TurnRecord.overlay``/``attempt`` and ``Trajectory.attempts`` (the look_again program). An
+older record reads with them unset: it holds the paper's interpret and ground turns only."""
 
 BoxXYXY = tuple[float, float, float, float]
 BoxConvention = Literal["absolute", "norm1000"]
@@ -106,10 +108,17 @@ class ServerExchange(BaseModel):
     returned: list[str] = Field(default_factory=list)
 
 
+TurnKind = Literal["interpret", "ground", "zoom", "verify", "reselect"]
+"""What a model turn did. The paper's chain has ``interpret`` then one ``ground`` per target; the
+look_again program adds ``zoom`` (new frames inside a window of the last view), ``verify`` (the
+tracked mask drawn on a few frames and the keyframe: accept or reject) and ``reselect`` (another
+keyframe after a rejection). Each of its turns continues one conversation, in record order."""
+
+
 class TurnRecord(BaseModel):
     """One model turn: the prompt it got, the images it saw, what it answered and how that parsed."""
 
-    name: Literal["interpret", "ground"]
+    name: TurnKind
     prompt: str
     image_frames: list[int] = Field(description="Original frame indices of the images attached to this turn.")
     image_size: tuple[int, int] = Field(description="(width, height) the images were resized to before the policy.")
@@ -128,6 +137,12 @@ class TurnRecord(BaseModel):
     parse_reason: str | None = None
     parsed: dict[str, Any] | None = None
     target: int | None = Field(None, description="For ground turns: index into Trajectory.targets.")
+    overlay: str | None = Field(
+        None, description="verify turns: the masks.json whose masks were drawn on this turn's images."
+    )
+    attempt: int | None = Field(
+        None, description="look_again: the grounding attempt (index into Trajectory.attempts) this turn belongs to."
+    )
     duration_s: float = 0.0
 
 
@@ -140,6 +155,20 @@ class Target(BaseModel):
     raw_box: list[float] | None = Field(None, description="The box exactly as the model wrote it.")
     box: BoxXYXY | None = Field(None, description="x1, y1, x2, y2 in original-frame pixels.")
     label: str | None = None
+
+
+class Attempt(BaseModel):
+    """One grounding attempt of the look_again program: targets, their masks, and verify's verdict.
+
+    A rejected attempt stays in the record (with its masks moved to their own folder); the
+    last attempt's targets are ``Trajectory.targets``.
+    """
+
+    targets: list[Target] = Field(default_factory=list)
+    view: list[int] = Field(default_factory=list, description="Original frame indices the keyframe was chosen among.")
+    masks: str | None = Field(None, description="Its masks.json, when it was tracked.")
+    verdict: Literal["accept", "reject"] | None = Field(None, description="verify's verdict; None: not verified.")
+    why: str | None = Field(None, description="The reason verify gave for a rejection.")
 
 
 class Trajectory(BaseModel):
@@ -176,6 +205,9 @@ class Trajectory(BaseModel):
         default_factory=list,
         description="A person's decisions at the review points (stage, accepted, changes): corrected targets "
         "are not the policy's own answers.",
+    )
+    attempts: list[Attempt] = Field(
+        default_factory=list, description="look_again: every grounding attempt, rejected ones included."
     )
 
     @property

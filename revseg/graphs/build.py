@@ -7,8 +7,28 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from revseg.graphs.edges import after_ground, after_interpret, after_select_frames
-from revseg.graphs.nodes import ground, interpret, review_box, review_keyframe, sample, segment, select_frames
+from revseg.graphs.edges import (
+    after_ask,
+    after_decide,
+    after_ground,
+    after_interpret,
+    after_segment,
+    after_select_frames,
+    after_verify,
+)
+from revseg.graphs.nodes import (
+    decide,
+    ground,
+    interpret,
+    reselect,
+    review_box,
+    review_keyframe,
+    sample,
+    segment,
+    select_frames,
+    verify,
+    zoom,
+)
 from revseg.graphs.state import ChainContext, ChainInput, ChainState
 
 
@@ -16,6 +36,10 @@ def build_graph(
     checkpointer: Any = None, *, review: bool = False, context_schema: type[Any] = ChainContext, name: str = "revseg"
 ) -> CompiledStateGraph[ChainState, Any, ChainInput, ChainState]:
     """Compile sample -> interpret -> select_frames -> ground -> segment with failure edges.
+
+    The same graph runs the look_again program when the context's ``ChainSettings.program``
+    says so: interpret -> decide -> (zoom -> decide)* -> ground -> segment -> verify ->
+    (reselect -> decide -> ground -> segment -> verify)*, within ``max_turns`` model turns.
 
     Run it with ``ainvoke``/``astream`` (the nodes are async, so the policy calls of many
     runs overlap in one process), passing ``{"video_path", "query", "out_dir"}`` and
@@ -35,9 +59,13 @@ def build_graph(
     builder.add_node("select_frames", select_frames)
     builder.add_node("ground", ground)
     builder.add_node("segment", segment)
+    builder.add_node("decide", decide)
+    builder.add_node("zoom", zoom)
+    builder.add_node("verify", verify)
+    builder.add_node("reselect", reselect)
     builder.add_edge(START, "sample")
     builder.add_edge("sample", "interpret")
-    builder.add_conditional_edges("interpret", after_interpret, ["select_frames", END])
+    builder.add_conditional_edges("interpret", after_interpret, ["select_frames", "decide", END])
     to_ground, to_segment = "ground", "segment"
     if review:
         builder.add_node("review_keyframe", review_keyframe)
@@ -49,5 +77,12 @@ def build_graph(
         "select_frames", after_select_frames, {"ground": to_ground, "segment": "segment", END: END}
     )
     builder.add_conditional_edges("ground", after_ground, {"segment": to_segment, END: END})
-    builder.add_edge("segment", END)
+    builder.add_conditional_edges("segment", after_segment, ["verify", END])
+    # look_again: decide -> zoom -> decide ... -> ground -> segment -> verify -> reselect -> decide ...
+    builder.add_conditional_edges(
+        "decide", after_decide, {"zoom": "zoom", "ground": to_ground, "segment": "segment", END: END}
+    )
+    builder.add_conditional_edges("zoom", after_ask, ["decide", END])
+    builder.add_conditional_edges("verify", after_verify, ["reselect", END])
+    builder.add_conditional_edges("reselect", after_ask, ["decide", END])
     return builder.compile(checkpointer=checkpointer, name=name)

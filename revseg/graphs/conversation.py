@@ -1,4 +1,4 @@
-"""The two-turn conversation, built the same way for inference, replay and training.
+"""The chain's conversations, built the same way for inference, replay and training.
 
 Turn 1: the sampled frames, then prompt P1. Turn 2 continues the same conversation:
 turn 1's answer as assistant history (with its generated token ids when known), then the
@@ -9,8 +9,8 @@ trainer sees is exactly what the policy saw.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from revseg.policies.base import ImagePart, Message, TextPart
 
@@ -42,3 +42,25 @@ def ground_messages(
         Message.assistant(interpret_answer, interpret_ids),
         Message(role="user", parts=(ImagePart(keyframe), TextPart(ground_prompt))),
     ]
+
+
+def user_message(images: Sequence[Image], prompt: str) -> Message:
+    """One user turn: its images, then its prompt (images first, as in Qwen-VL's examples)."""
+    return Message(role="user", parts=(*(ImagePart(i) for i in images), TextPart(prompt)))
+
+
+def look_messages(turns: Sequence[Mapping[str, Any]], images: Sequence[Sequence[Image]]) -> list[Message]:
+    """The look_again program's single conversation so far: every recorded turn, in order.
+
+    Each turn is its user message (``images[i]``, then its prompt) followed by the model's
+    answer, carrying its generated token ids when known, exactly as
+    :func:`ground_messages` carries turn 1's. Unlike the paper's chain, where each target's
+    turn 2 branches from turn 1, every look_again turn continues the one before it, so a
+    rollout is one sequence for training.
+    """
+    out: list[Message] = []
+    for turn, pictures in zip(turns, images, strict=True):
+        out.append(user_message(pictures, turn["prompt"]))
+        if turn.get("response") is not None:
+            out.append(Message.assistant(turn["response"], turn.get("token_ids")))
+    return out

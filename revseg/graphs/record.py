@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from revseg.graphs.state import ChainContext
-from revseg.trajectory import Status, Target, Trajectory, TurnRecord, VideoRef
+from revseg.trajectory import Attempt, Status, Target, Trajectory, TurnRecord, VideoRef
 
 
 def trajectory_from_state(state: dict[str, Any], context: ChainContext, **ids: Any) -> Trajectory:
@@ -29,5 +29,6 @@ def trajectory_from_state(state: dict[str, Any], context: ChainContext, **ids: A
         outputs=dict(state.get("outputs", {})),
         timings=dict(state.get("timings", {})),
         reviews=list(state.get("reviews", [])),
+        attempts=[Attempt.model_validate(a) for a in state.get("attempts", [])],
         **{k: v for k, v in ids.items() if v is not None},
     )

@@ -46,6 +46,10 @@ class ChainState(ChainInput, total=False):
     outputs: dict[str, str]
     timings: Annotated[dict[str, float], merge_timings]
     reviews: list[dict[str, Any]]  # a person's decisions at the review points, in order
+    # look_again only (ChainSettings.program):
+    action: str  # the operation the last deciding node chose: "zoom", "ground", "segment", "reselect" or "end"
+    zoom: list[int] | None  # the window [first, last] of the last view that the next zoom turn samples
+    attempts: list[dict[str, Any]]  # Attempt dumps: every verified grounding attempt, rejected ones kept
 
 
 @dataclass

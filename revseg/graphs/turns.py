@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from time import perf_counter
+from typing import Any
 
+from revseg.errors import PolicyError
+from revseg.graphs.conversation import user_message
+from revseg.graphs.frames import ahistory, resized_frames, turn_images
+from revseg.graphs.state import ChainContext, ChainState
 from revseg.policies.base import Generation, Message, Policy
 from revseg.settings import SamplingParams
-from revseg.trajectory import TurnRecord
+from revseg.trajectory import Status, TurnRecord
 
 
 def record_turn(turn: TurnRecord, generation: Generation, duration_s: float) -> TurnRecord:
@@ -35,3 +41,34 @@ async def ask_policy(policy: Policy, messages: Sequence[Message], sampling: Samp
     if agenerate is not None:
         return await agenerate(messages, sampling)
     return await asyncio.to_thread(policy.generate, messages, sampling)
+
+
+async def ask_next_turn(ctx: ChainContext, state: ChainState, turn: TurnRecord, stage: str) -> dict[str, Any]:
+    """Ask ``turn`` as the next message of the look_again conversation; the state update recording it.
+
+    The history is every recorded turn with its images (:func:`revseg.graphs.frames.history`),
+    and the new turn's images are built the way training rebuilds them
+    (:func:`revseg.graphs.frames.turn_images`). A backend failure ends the run as ``policy_error``.
+    """
+    path = state["video_path"]
+    messages = await ahistory(ctx, path, state["turns"])
+
+    def read(indices: Sequence[int], size: tuple[int, int]) -> list[Any]:
+        return resized_frames(ctx, path, indices, size)
+
+    images = await asyncio.to_thread(turn_images, turn.model_dump(mode="json"), read)
+    start = perf_counter()
+    spent = state.get("timings", {}).get(stage, 0.0)
+    try:
+        generation = await ask_policy(ctx.policy, [*messages, user_message(images, turn.prompt)], ctx.sampling)
+    except PolicyError as exc:
+        turn.duration_s = perf_counter() - start
+        return {
+            "turns": [*state["turns"], turn.model_dump(mode="json")],
+            "action": "end",
+            "status": Status.POLICY_ERROR.value,
+            "reason": str(exc),
+            "timings": {stage: spent + turn.duration_s},
+        }
+    turn = record_turn(turn, generation, perf_counter() - start)
+    return {"turns": [*state["turns"], turn.model_dump(mode="json")], "timings": {stage: spent + turn.duration_s}}

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from revseg.errors import SpecError
-from revseg.settings import PAPER_PROMPT_SET
+from revseg.settings import LOOK_AGAIN_PROMPT_SET, PAPER_PROMPT_SET
 
 # Placeholders each turn's template must contain, and the ones it may contain.
 _INTERPRET_REQUIRED = ("question",)
@@ -132,8 +132,102 @@ _PAPER_P1 = (
 
 _PAPER_P2 = "This is the extracted keyframe, please detect '{object description}' with bbox coordinates in JSON format."
 
+
+@dataclass(frozen=True)
+class LookAgainPromptSet(PromptSet):
+    """The prompts of the ``look_again`` program: the chain's two turns plus its three actions.
+
+    ``interpret`` offers, besides the keyframe answer, ``zoom``: a window of the frames it
+    saw, to see new frames sampled inside it. ``zoom`` is that turn (placeholders
+    ``{nframes}``, ``{nframes-1}``, ``{first}``, ``{last}``, ``{question}``). ``verify``
+    shows the tracked mask drawn on a few frames, then on the keyframe (``{nframes}``
+    overlaid frames besides the keyframe, ``{object description}``, ``{question}``) and
+    asks for a verdict. ``reselect`` follows a rejection (``{why}``, ``{rejected}``): a
+    keyframe answer over the latest frames, the rejected ones excluded. Answers are parsed
+    by :mod:`revseg.policies.actions`.
+    """
+
+    zoom: str = ""
+    verify: str = ""
+    reselect: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for turn, template, required in (
+            ("zoom", self.zoom, ("first", "last", "question")),
+            ("verify", self.verify, ("object description", "question")),
+            ("reselect", self.reselect, ("rejected",)),
+        ):
+            missing = [n for n in required if "{" + n + "}" not in template]
+            if missing:
+                raise SpecError(
+                    f"prompt set {self.name!r}: the {turn} template lacks the placeholder(s) "
+                    f"{', '.join('{' + n + '}' for n in missing)}; add them to the template"
+                )
+
+    def render_zoom(self, question: str, nframes: int, first: int, last: int) -> str:
+        """The zoom turn's prompt: ``nframes`` new frames between frames ``first`` and ``last`` of the last view."""
+        if nframes < 1:
+            raise ValueError(f"nframes must be at least 1, got {nframes}")
+        values = {
+            "nframes": str(nframes),
+            "nframes-1": str(nframes - 1),
+            "first": str(first),
+            "last": str(last),
+            "question": question,
+        }
+        return fill_placeholders(self.zoom, values)
+
+    def render_verify(self, question: str, description: str, nframes: int) -> str:
+        """The verify turn's prompt: ``nframes`` frames with the mask drawn, then the keyframe with it."""
+        values = {"nframes": str(nframes), "object description": description, "question": question}
+        return fill_placeholders(self.verify, values)
+
+    def render_reselect(self, why: str, rejected: Sequence[int]) -> str:
+        """The re-select turn's prompt after a rejection; ``rejected`` are indices into the last view."""
+        listed = ", ".join(str(i) for i in rejected)
+        return fill_placeholders(self.reselect, {"why": why.strip() or "no reason given", "rejected": listed})
+
+
+# The look-again set keeps the paper's P1 and P2 verbatim and adds one sentence offering the zoom,
+# so a paper-trained checkpoint sees familiar text; every action's answer is JSON in <answer>.
+_ZOOM_OFFER = (
+    " If the target is not clearly visible in any of these frames, you may look again instead: answer "
+    "<think> reasoning process here </think> <answer> {'action': 'zoom', 'first': 3, 'last': 6} </answer> "
+    "to see {nframes} new frames taken between frames 3 and 6 (indices of the frames above)."
+)
+_LOOK_P1 = _PAPER_P1 + _ZOOM_OFFER
+_LOOK_ZOOM = (
+    "Here are {nframes} new frames, taken between frames {first} and {last} of the previous frames. "
+    "Find '{question}' in them as before. Answer with the keyframe index (0-{nframes-1}) among these new frames "
+    "and a description of the target in JSON format, i.e., <think> reasoning process here </think> <answer> "
+    "[{'frame_idx': 2, 'object description': 'the red triangular stone on the far left'}] </answer>, "
+    "or zoom again with <answer> {'action': 'zoom', 'first': 1, 'last': 4} </answer>."
+)
+_LOOK_VERIFY = (
+    "Here is the tracked mask of '{object description}' drawn in red on {nframes} frames of the video, "
+    "then on the keyframe. Check that the red mask covers '{question}' and nothing else. "
+    "The reasoning process and answer must be enclosed within <think> </think> and <answer> </answer> tags. "
+    "Answer <answer> {'verdict': 'accept'} </answer> if the mask is right, or "
+    "<answer> {'verdict': 'reject', 'reason': 'what is wrong'} </answer> if it is not."
+)
+_LOOK_RESELECT = (
+    "The mask was rejected: {why}. Look at the frames again and select a different keyframe "
+    "(not frame {rejected}) where the target is clearly visible, and describe the target in that frame, "
+    "in JSON format, i.e., <think> reasoning process here </think> <answer> "
+    "[{'frame_idx': 5, 'object description': 'the red triangular stone on the far left'}] </answer>."
+)
+
 PROMPT_SETS: dict[str, PromptSet] = {
     PAPER_PROMPT_SET: PromptSet(name=PAPER_PROMPT_SET, interpret=_PAPER_P1, ground=_PAPER_P2),
+    LOOK_AGAIN_PROMPT_SET: LookAgainPromptSet(
+        name=LOOK_AGAIN_PROMPT_SET,
+        interpret=_LOOK_P1,
+        ground=_PAPER_P2,
+        zoom=_LOOK_ZOOM,
+        verify=_LOOK_VERIFY,
+        reselect=_LOOK_RESELECT,
+    ),
 }
 
 
@@ -147,3 +241,15 @@ def get_prompt_set(name: str) -> PromptSet:
             f"unknown prompt set {name!r}; known prompt sets: {known} "
             "(register a new one in revseg.policies.prompts.PROMPT_SETS)"
         ) from None
+
+
+def get_look_again_prompts(name: str) -> LookAgainPromptSet:
+    """The look-again prompt set ``name``; SpecError when it is unknown or has no action prompts."""
+    prompts = get_prompt_set(name)
+    if not isinstance(prompts, LookAgainPromptSet):
+        looks = ", ".join(sorted(n for n, p in PROMPT_SETS.items() if isinstance(p, LookAgainPromptSet)))
+        raise SpecError(
+            f"prompt set {name!r} has no zoom, verify and reselect prompts, which program 'look_again' needs; "
+            f"use one of: {looks}"
+        )
+    return prompts

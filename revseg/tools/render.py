@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from revseg.errors import OutputError, VideoError
 from revseg.tools.frames import FrameReader, stream_frames
 from revseg.tools.masks import MAX_OBJECTS, davis_palette, read_masks_json
 from revseg.trajectory import BoxXYXY
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 DEFAULT_FPS = 24.0
 """Frame rate for frame folders, which carry none (DAVIS is 24 fps)."""
@@ -55,6 +58,23 @@ def tint(frame: np.ndarray, masks: np.ndarray, colours: np.ndarray, alpha: float
             blended = out[mask].astype(np.float32) * (1.0 - alpha) + colour.astype(np.float32) * alpha
             out[mask] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
     return out
+
+
+def draw_mask(image: PILImage, mask: np.ndarray, alpha: float = 0.5) -> PILImage:
+    """``image`` with ``mask`` (any size, bool) tinted in object 1's colour (red); a new image.
+
+    The mask is resized to the image with nearest-neighbour sampling, so the same frame
+    and mask always give the same pixels: the look_again program's verify turn shows
+    these images, and training rebuilds them from the recorded masks.
+    """
+    from PIL import Image
+
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (image.height, image.width):
+        small = Image.fromarray(mask.astype(np.uint8) * 255).resize(image.size, Image.Resampling.NEAREST)
+        mask = np.asarray(small) > 127
+    tinted = tint(np.asarray(image.convert("RGB")), mask[None], object_colours(1), alpha)
+    return Image.fromarray(tinted)
 
 
 def output_size(width: int, height: int, max_long_edge: int | None) -> tuple[int, int]:

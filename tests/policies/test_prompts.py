@@ -139,3 +139,31 @@ def test_prompt_set_without_required_placeholders_fails_when_built() -> None:
 def test_fill_placeholders_prefers_the_longest_name_and_ignores_unknown_ones() -> None:
     out = fill_placeholders("{nframes-1}/{nframes} {other}", {"nframes": "16", "nframes-1": "15"})
     assert out == "15/16 {other}"
+
+
+def test_the_look_again_set_keeps_the_paper_prompts_and_adds_its_actions() -> None:
+    from revseg.policies.prompts import get_look_again_prompts
+
+    paper = get_prompt_set("revseg-paper-v1")
+    look = get_look_again_prompts("revseg-look-again-v1")
+    assert look.render_interpret("the dog", 16).startswith(paper.render_interpret("the dog", 16))
+    assert "{'action': 'zoom', 'first': 3, 'last': 6}" in look.render_interpret("the dog", 16)
+    assert look.render_ground("a dog") == paper.render_ground("a dog")
+    assert "between frames 2 and 9" in look.render_zoom("the dog", 16, 2, 9)
+    assert "'brown dog' drawn in red on 4 frames" in look.render_verify("the dog", "brown dog", 4)
+    assert "(not frame 3, 5)" in look.render_reselect("wrong dog", [3, 5])
+
+
+def test_the_paper_set_cannot_run_the_look_again_program() -> None:
+    from revseg.policies.prompts import get_look_again_prompts
+
+    with pytest.raises(SpecError, match="no zoom, verify and reselect prompts"):
+        get_look_again_prompts("revseg-paper-v1")
+
+
+def test_look_again_settings_pick_the_look_again_prompt_set_unless_told() -> None:
+    from revseg.settings import ChainSettings
+
+    assert ChainSettings().program == "paper" and ChainSettings().prompt_set == "revseg-paper-v1"
+    assert ChainSettings(program="look_again").prompt_set == "revseg-look-again-v1"
+    assert ChainSettings(program="look_again", prompt_set="mine").prompt_set == "mine"

@@ -8,8 +8,8 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from revseg.errors import PolicyError
-from revseg.graphs.conversation import ground_messages
-from revseg.graphs.frames import aresized_frames
+from revseg.graphs.conversation import ground_messages, user_message
+from revseg.graphs.frames import ahistory, aresized_frames
 from revseg.graphs.state import ChainContext, ChainState, chain_context
 from revseg.graphs.turns import ask_policy, record_turn
 from revseg.policies.parsing import parse_box_answer
@@ -21,7 +21,8 @@ from revseg.trajectory import Status, TurnRecord, VideoRef
 async def ground(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
     """Ask for one box per target, continuing turn 1's conversation (prompt P2).
 
-    Each target gets its own second turn on its own keyframe. The run fails at ground
+    Each target gets its own second turn on its own keyframe (in the look_again program each
+    continues the whole conversation so far, earlier targets' turns included). The run fails at ground
     when any target's box does not parse or collapses to zero area after clipping:
     the format reward treats turn 2 as all-or-nothing, and so do we.
     """
@@ -34,6 +35,7 @@ async def ground(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str,
     seen = ctx.policy.seen_size(*size)
     turns = list(state["turns"])
     targets = [dict(t) for t in state["targets"]]
+    look_again = ctx.settings.program == "look_again"
     elapsed = 0.0
     for number, target in enumerate(targets):
         keyframe = (await aresized_frames(ctx, state["video_path"], [target["frame_index"]], size))[0]
@@ -42,11 +44,16 @@ async def ground(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str,
             name="ground", prompt=prompt, image_frames=[target["frame_index"]], image_size=size, seen_size=seen
         )
         turn.target = number
+        if look_again:  # one conversation: every turn so far is this turn's history
+            turn.attempt = len(state.get("attempts", []))
         start = perf_counter()
         try:
-            messages = ground_messages(
-                history, first["prompt"], first["response"], keyframe, prompt, first.get("token_ids")
-            )
+            if look_again:
+                messages = [*await ahistory(ctx, state["video_path"], turns), user_message([keyframe], prompt)]
+            else:
+                messages = ground_messages(
+                    history, first["prompt"], first["response"], keyframe, prompt, first.get("token_ids")
+                )
             generation = await ask_policy(ctx.policy, messages, ctx.sampling)
         except PolicyError as exc:
             turn.duration_s = perf_counter() - start

@@ -1,0 +1,157 @@
+"""The look_again program through the compiled graph: zoom, verify, reject and re-select, the budget."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from revseg.graphs import ChainContext, build_graph, trajectory_from_state
+from revseg.settings import ChainSettings
+from revseg.testing.fakes import BoxTracker, ScriptedPolicy
+from revseg.tools.masks import read_masks_json
+from revseg.trajectory import Status, Trajectory
+
+LOOK = "<think>too small</think> <answer> {'action': 'zoom', 'first': 2, 'last': 4} </answer>"
+LOOK_AGAIN = "<think>closer</think> <answer> {'action': 'zoom', 'first': 0, 'last': 2} </answer>"
+SELECT = "<think>there</think> <answer> [{'frame_idx': 3, 'object description': 'rider in red'}] </answer>"
+SELECT_OTHER = "<think>other</think> <answer> [{'frame_idx': 5, 'object description': 'rider in blue'}] </answer>"
+BOX = '[{"bbox_2d": [84, 168, 420, 672], "label": "rider"}]'
+OTHER_BOX = '[{"bbox_2d": [420, 168, 840, 672], "label": "rider"}]'
+ACCEPT = "<think>good</think> <answer> {'verdict': 'accept'} </answer>"
+REJECT = "<think>bad</think> <answer> {'verdict': 'reject', 'reason': 'it follows the wrong rider'} </answer>"
+
+
+def run(
+    policy: ScriptedPolicy, clip: Path, out: Path, tracker: BoxTracker | None = None, **settings: Any
+) -> tuple[dict[str, Any], Trajectory]:
+    context = ChainContext(policy=policy, tracker=tracker, settings=ChainSettings(program="look_again", **settings))
+    inputs = {"video_path": str(clip), "query": "who leads?", "out_dir": str(out)}
+    state = dict(asyncio.run(build_graph().ainvoke(inputs, context=context)))  # type: ignore[arg-type]
+    return state, trajectory_from_state(state, context)
+
+
+def kinds(state: dict[str, Any]) -> list[str]:
+    return [t["name"] for t in state["turns"]]
+
+
+def test_accepted_first_attempt_takes_three_turns_and_keeps_the_masks(small_clip: Path, tmp_path: Path) -> None:
+    policy = ScriptedPolicy([SELECT, BOX, ACCEPT])
+    state, record = run(policy, small_clip, tmp_path, BoxTracker())
+    assert state["status"] == Status.OK.value and state.get("reason") is None
+    assert kinds(state) == ["interpret", "ground", "verify"]
+    assert [a.verdict for a in record.attempts] == ["accept"]
+    assert record.attempts[0].masks == state["outputs"]["masks_json"]
+    assert record.targets[0].frame_index == 5 and record.schema_version == "3"
+
+
+def test_zoom_resamples_inside_the_window_and_the_keyframe_indexes_the_new_view(
+    small_clip: Path, tmp_path: Path
+) -> None:
+    policy = ScriptedPolicy([LOOK, SELECT, BOX, ACCEPT])
+    state, _ = run(policy, small_clip, tmp_path, BoxTracker(), num_frames=8)
+    first_view = state["turns"][0]["image_frames"]
+    zoom = state["turns"][1]
+    assert kinds(state) == ["interpret", "zoom", "ground", "verify"]
+    assert state["turns"][0]["parsed"]["window"] == [2, 4]
+    assert zoom["image_frames"][0] == first_view[2] and zoom["image_frames"][-1] == first_view[4]
+    assert state["targets"][0]["frame_index"] == zoom["image_frames"][3]
+    # the zoom turn continues the conversation: turn 1, its answer, then the new frames
+    zoom_call = policy.calls[1]
+    assert [m.role for m in zoom_call] == ["user", "assistant", "user"]
+    assert zoom_call[1].text == LOOK and "between frames 2 and 4" in zoom_call[2].text
+    assert len(zoom_call[2].parts) == len(zoom["image_frames"]) + 1
+
+
+def test_verify_sees_the_mask_drawn_in_red_on_spread_frames_and_the_keyframe(small_clip: Path, tmp_path: Path) -> None:
+    policy = ScriptedPolicy([SELECT, BOX, ACCEPT])
+    state, _ = run(policy, small_clip, tmp_path, BoxTracker(), verify_frames=3)
+    verify = state["turns"][-1]
+    assert verify["image_frames"] == [0, 12, 23, 5] and verify["overlay"] == state["outputs"]["masks_json"]
+    images = [p.image for p in policy.calls[2][-1].parts[:-1]]  # type: ignore[union-attr]
+    assert len(images) == 4 and all(i.size == (448, 448) for i in images)
+    pixels = np.asarray(images[-1]).astype(int)
+    inside, outside = pixels[150, 150], pixels[400, 400]  # box (32, 36)-(160, 144) of 320x180, at 448x448
+    assert inside[0] - inside[1] > outside[0] - outside[1] + 50  # tinted red inside the mask only
+    assert "'rider in red' drawn in red on 3 frames" in policy.calls[2][-1].text
+
+
+def test_a_rejection_reselects_another_keyframe_and_keeps_the_rejected_attempt(
+    small_clip: Path, tmp_path: Path
+) -> None:
+    tracker = BoxTracker()
+    policy = ScriptedPolicy([SELECT, BOX, REJECT, SELECT_OTHER, OTHER_BOX, ACCEPT])
+    state, record = run(policy, small_clip, tmp_path, tracker)
+    assert kinds(state) == ["interpret", "ground", "verify", "reselect", "ground", "verify"]
+    assert state["status"] == Status.OK.value
+    assert [a.verdict for a in record.attempts] == ["reject", "accept"]
+    rejected = record.attempts[0]
+    assert rejected.why == "it follows the wrong rider" and rejected.targets[0].frame_index == 5
+    assert rejected.masks is not None and "masks_attempt0" in rejected.masks
+    assert read_masks_json(rejected.masks).union(0)[36:144, 32:160].all()  # the rejected masks survive
+    assert record.turns[2].overlay == rejected.masks  # its verify turn points where they went
+    assert state["outputs"]["masks_json"] == str(tmp_path / "masks" / "masks.json")
+    assert [call[0] for call in tracker.calls] == [5, 8]
+    assert "(not frame 3)" in policy.calls[3][-1].text and "the wrong rider" in policy.calls[3][-1].text
+    assert [t.attempt for t in record.turns] == [None, 0, 0, 1, 1, 1]
+
+
+def test_reselecting_the_rejected_keyframe_ends_with_the_rejected_masks(small_clip: Path, tmp_path: Path) -> None:
+    policy = ScriptedPolicy([SELECT, BOX, REJECT, SELECT])
+    state, record = run(policy, small_clip, tmp_path, BoxTracker())
+    assert kinds(state) == ["interpret", "ground", "verify", "reselect"]
+    assert state["status"] == Status.OK.value
+    assert "frame_idx 3 was rejected" in state["reason"] and "masks are kept" in state["reason"]
+    assert state["outputs"]["masks_json"] == record.attempts[0].masks
+
+
+def test_the_budget_is_enforced_by_the_graph_not_the_model(small_clip: Path, tmp_path: Path) -> None:
+    policy = ScriptedPolicy([LOOK, LOOK_AGAIN, LOOK_AGAIN, SELECT, BOX])
+    state, _ = run(policy, small_clip, tmp_path, BoxTracker(), max_turns=3)
+    assert kinds(state) == ["interpret", "zoom"]
+    assert state["status"] == Status.FAILED_SELECT_FRAMES.value and "budget of 3 turns" in state["reason"]
+    rejected = ScriptedPolicy([SELECT, BOX, REJECT, SELECT_OTHER])
+    state, _ = run(rejected, small_clip, tmp_path / "b", BoxTracker(), max_turns=4)
+    assert kinds(state) == ["interpret", "ground", "verify"]
+    assert "no room to re-select" in state["reason"] and state["status"] == Status.OK.value
+    unverified = ScriptedPolicy([SELECT, BOX])
+    state, _ = run(unverified, small_clip, tmp_path / "c", BoxTracker(), max_turns=2)
+    assert kinds(state) == ["interpret", "ground"] and state["status"] == Status.OK.value
+
+
+def test_an_unreadable_verdict_leaves_the_masks_unverified(small_clip: Path, tmp_path: Path) -> None:
+    state, record = run(ScriptedPolicy([SELECT, BOX, "looks fine to me"]), small_clip, tmp_path, BoxTracker())
+    assert state["status"] == Status.OK.value and "unverified" in state["reason"]
+    assert record.attempts[0].verdict is None and record.turns[-1].parse_ok is False
+
+
+def test_failures_are_outcomes_with_a_status(small_clip: Path, tmp_path: Path) -> None:
+    state, _ = run(ScriptedPolicy(["no idea"]), small_clip, tmp_path / "a", BoxTracker())
+    assert state["status"] == Status.FAILED_SELECT_FRAMES.value
+    state, _ = run(ScriptedPolicy([LOOK, _error()]), small_clip, tmp_path / "b")
+    assert state["status"] == Status.POLICY_ERROR.value and kinds(state) == ["interpret", "zoom"]
+    state, _ = run(ScriptedPolicy([SELECT, BOX, _error()]), small_clip, tmp_path / "c", BoxTracker())
+    assert state["status"] == Status.POLICY_ERROR.value and kinds(state) == ["interpret", "ground", "verify"]
+    state, _ = run(ScriptedPolicy(["<answer>[]</answer>"]), small_clip, tmp_path / "d", BoxTracker())
+    assert state["status"] == Status.NO_TARGET.value and kinds(state) == ["interpret"]
+
+
+def test_without_a_tracker_the_program_stops_after_ground(small_clip: Path, tmp_path: Path) -> None:
+    state, _ = run(ScriptedPolicy([LOOK, SELECT, BOX]), small_clip, tmp_path)
+    assert kinds(state) == ["interpret", "zoom", "ground"] and state["status"] == Status.OK.value
+
+
+def test_the_paper_program_is_untouched_by_the_look_again_nodes(small_clip: Path, tmp_path: Path) -> None:
+    policy = ScriptedPolicy([SELECT, BOX, ACCEPT])
+    context = ChainContext(policy=policy, tracker=BoxTracker())
+    inputs = {"video_path": str(small_clip), "query": "who leads?", "out_dir": str(tmp_path)}
+    state = dict(asyncio.run(build_graph().ainvoke(inputs, context=context)))  # type: ignore[arg-type]
+    assert kinds(state) == ["interpret", "ground"] and "attempts" not in state and "action" not in state
+
+
+def _error() -> Exception:
+    from revseg.errors import PolicyError
+
+    return PolicyError("server down")
