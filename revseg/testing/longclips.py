@@ -397,3 +397,34 @@ def _replay(clip: LongClip, messages: Sequence[Message], first_view: int) -> _Se
         if look.ok and look.action == "select" and look.objects:
             seen.keyframes.append((seen.views[-1][look.objects[0].sample_idx], len(seen.views) - 1))
     return seen
+
+
+def oracle_responder(oracle: LongClipOracle) -> Any:
+    """A :mod:`revseg.testing.chat_server` responder that answers as ``oracle`` does, from the request alone.
+
+    Each request's messages (base64 images and text) are decoded back into the messages
+    the graph built, so an ``openai:`` run against the chat server takes the same turns
+    as a run with the oracle in-process: for per-turn latency over HTTP.
+    """
+    import base64
+    import io
+
+    from PIL import Image
+
+    from revseg.policies.base import TextPart
+
+    def part(block: dict[str, Any]) -> ImagePart | TextPart:
+        if block.get("type") == "image_url":
+            data = block["image_url"]["url"].split(",", 1)[1]
+            return ImagePart(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
+        return TextPart(block.get("text", ""))
+
+    def respond(request: dict[str, Any]) -> str:
+        messages = []
+        for message in request["messages"]:
+            content = message["content"]
+            parts = (TextPart(content),) if isinstance(content, str) else tuple(part(b) for b in content)
+            messages.append(Message(role=message["role"], parts=parts))
+        return oracle.generate(messages, SamplingParams()).text
+
+    return respond

@@ -124,3 +124,24 @@ def test_the_eval_harness_scores_look_again_above_the_paper_chain_on_the_set(tmp
         assert len(report.samples) == 6 and all(s.status == "ok" for s in report.samples)
         scores[name] = float(np.mean([s.JF for s in report.samples]))
     assert scores["look_again"] == pytest.approx(1.0, abs=0.02) and scores["paper"] < scores["look_again"] - 0.05
+
+
+def test_over_http_the_oracle_takes_the_same_turns_as_in_process(videos: Path, tmp_path: Path) -> None:
+    from revseg.testing.chat_server import chat_server
+    from revseg.testing.longclips import oracle_responder
+
+    clip = next(c for c in CLIPS if not seen_by_paper(c))
+    local = run(clip, videos, tmp_path / "local", LOOK, first_box_error=1.0)
+    with chat_server(oracle_responder(LongClipOracle(CLIPS, first_box_error=1.0))) as url:
+        agent = ReVSegAgent(
+            "openai:oracle",
+            LongClipTracker(CLIPS),
+            settings=LOOK,
+            policy_options={"base_url": url},
+            overlay=False,
+            report=False,
+        )
+        remote = agent.run(videos / clip.name, clip.query, tmp_path / "remote").trajectory
+    assert [t.name for t in remote.turns] == [t.name for t in local.turns]
+    assert [t.response for t in remote.turns] == [t.response for t in local.turns]
+    assert remote.targets == local.targets and len(local.turns) > 4
