@@ -30,6 +30,7 @@ tracks whatever it was given.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import zlib
@@ -267,6 +268,7 @@ class LongClipOracle:
         self.seed = seed
         self.missed = missed
         self._thumbs: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._known: dict[bytes, LongClip] = {}
 
     @property
     def info(self) -> PolicyInfo:
@@ -333,25 +335,32 @@ class LongClipOracle:
         """The target's box on the keyframe; the look-alike's on a run's first attempt with ``first_box_error``."""
         image = next(p.image for p in messages[-1].parts if isinstance(p, ImagePart))
         described = messages[-1].text
-        wrong = attempt == 0 and self._draw(clip) < self.first_box_error
+        wrong = attempt == 0 and self.first_box_wrong(clip)
         shape = clip.lookalike if wrong or clip.clip.shapes[clip.lookalike].colour in described else clip.clip.target
         box = clip.box(keyframe, shape) or clip.box(keyframe, clip.lookalike) or (0.0, 0.0, 1.0, 1.0)
         return turn2_answer(box, self.seen_size(*image.size), clip.clip.size)
 
-    def _draw(self, clip: LongClip) -> float:
-        """A number in [0, 1) fixed by the seed and the clip: whether this clip's first box errs."""
-        return float(np.random.default_rng([self.seed, zlib.crc32(clip.name.encode())]).random())
+    def first_box_wrong(self, clip: LongClip) -> bool:
+        """Whether a run's first box on ``clip`` lands on the look-alike (drawn from the seed and the clip)."""
+        draw = float(np.random.default_rng([self.seed, zlib.crc32(clip.name.encode())]).random())
+        return draw < self.first_box_error
 
     def _identify(self, image: Image) -> LongClip:
         """The clip whose first frame, resized like ``image``, is nearest to it."""
         from revseg.tools.frames import resize_frame
 
+        key = hashlib.sha1(image.tobytes()).digest()  # a run shows its first frame every turn: look it up once
+        known = self._known.get(key)
+        if known is not None:
+            return known
         thumbs = self._thumbs.get(image.size)
         if thumbs is None:
             thumbs = [np.asarray(resize_frame(c.clip.frame(0), image.size), dtype=np.int16) for c in self.clips]
             self._thumbs[image.size] = thumbs
         seen = np.asarray(image.convert("RGB"), dtype=np.int16)
-        return self.clips[int(np.argmin([np.abs(seen - t).mean() for t in thumbs]))]
+        found = self.clips[int(np.argmin([np.abs(seen - t).mean() for t in thumbs]))]
+        self._known[key] = found
+        return found
 
 
 @dataclass
@@ -416,7 +425,7 @@ def oracle_responder(oracle: LongClipOracle) -> Any:
     def part(block: dict[str, Any]) -> ImagePart | TextPart:
         if block.get("type") == "image_url":
             data = block["image_url"]["url"].split(",", 1)[1]
-            return ImagePart(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
+            return ImagePart(Image.open(io.BytesIO(base64.b64decode(data))))  # lazy: pixels decode on first use
         return TextPart(block.get("text", ""))
 
     def respond(request: dict[str, Any]) -> str:
