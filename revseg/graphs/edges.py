@@ -33,8 +33,10 @@ def after_select_frames(state: ChainState) -> str:
 
 
 def after_ground(state: ChainState) -> str:
-    """Unparseable or unusable boxes stop with no masks."""
-    return END if state.get("status") in {Status.FAILED_GROUND.value, Status.POLICY_ERROR.value} else "segment"
+    """Unparseable or unusable boxes stop with no masks (look_again: with a rejected attempt's, ``action`` end)."""
+    if state.get("status") in {Status.FAILED_GROUND.value, Status.POLICY_ERROR.value} or state.get("action") == "end":
+        return END
+    return "segment"
 
 
 def after_decide(state: ChainState) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from revseg.tools.frames import sample_indices
+from revseg.trajectory import Status
 
 LOOK_TURNS = ("interpret", "zoom")
 """Turns that show the model a view of the video, among which a keyframe is chosen."""
@@ -45,3 +46,22 @@ def zoom_indices(view: Sequence[int], window: Sequence[int], n: int) -> list[int
     """
     low, high = view[window[0]], view[window[1]]
     return sorted({low + i for i in sample_indices(high - low + 1, n)})
+
+
+def after_rejection(state: Mapping[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """A re-grounding that failed to give a box, after a rejected attempt: that attempt's masks stand.
+
+    The run ends ``ok`` with the rejected attempt's targets (its masks are still the
+    outputs) and a reason saying what failed; a backend failure stays ``policy_error``.
+    """
+    attempts = state.get("attempts") or []
+    if not attempts or update.get("status") != Status.FAILED_GROUND.value:
+        return update
+    reason = f"{update.get('reason')}; the rejected attempt's masks are kept"
+    return {
+        **update,
+        "status": Status.OK.value,
+        "reason": reason,
+        "targets": attempts[-1]["targets"],
+        "action": "end",
+    }

@@ -24,7 +24,7 @@ from typing import Any
 from revseg.graphs.build import build_graph
 from revseg.graphs.state import ChainContext
 from revseg.policies import DEFAULT_POLICY, Policy, build_policy
-from revseg.settings import DEFAULT_SAMPLING, PAPER_SETTINGS, ChainSettings, SamplingParams
+from revseg.settings import DEFAULT_SAMPLING, PAPER_SETTINGS, ChainSettings, Program, SamplingParams
 from revseg.tools.frame_cache import ResizedFrameCache
 from revseg.tools.trackers import DEFAULT_TRACKER, build_tracker
 from revseg.tools.trackers.base import Tracker
@@ -44,6 +44,7 @@ class ServeContext:
     box_convention: str | None = None
     device: str | None = None
     num_frames: int = PAPER_SETTINGS.num_frames
+    program: Program = PAPER_SETTINGS.program
     temperature: float = DEFAULT_SAMPLING.temperature
     max_new_tokens: int = DEFAULT_SAMPLING.max_new_tokens
     seed: int | None = None
@@ -56,7 +57,7 @@ class ServeContext:
             self._built = ChainContext(
                 policy=_policy(self.policy, self.base_url, self.box_convention, self.device),
                 tracker=_tracker(self.tracker, self.device),
-                settings=ChainSettings(num_frames=self.num_frames),
+                settings=ChainSettings(num_frames=self.num_frames, program=self.program),
                 sampling=SamplingParams(
                     temperature=self.temperature, max_new_tokens=self.max_new_tokens, seed=self.seed
                 ),

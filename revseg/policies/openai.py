@@ -42,6 +42,7 @@ from revseg.errors import MalformedResponseError, ModelLoadError, PolicyError, S
 from revseg.policies.base import Generation, Message
 from revseg.policies.images import EncodedImageCache, image_base64, wire_encoding
 from revseg.policies.tokens import answer_token_ids
+from revseg.policies.tools import LOOK_AGAIN_TOOLS, call_text, first_call, with_tool_calls
 from revseg.policies.wire import wire_messages
 from revseg.settings import SamplingParams
 from revseg.trajectory import BoxConvention, PolicyInfo, ServerExchange, TokenSource
@@ -112,6 +113,11 @@ class OpenAIPolicy:
     ``tokenizer`` (a local folder or hub id of the served model's tokenizer, or a loaded
     tokenizer) lets a server that returns no token ids still give approximate ones: the
     answer re-tokenised (see the module notes).
+
+    ``tool_calls=True`` offers the look_again actions as native functions (``tools=``,
+    :data:`revseg.policies.tools.LOOK_AGAIN_TOOLS`). A call the model makes is recorded as
+    the same JSON-in-text answer a text reply would be (:func:`~revseg.policies.tools.call_text`),
+    and sent back in the history as the call it was; ``exchange.returned`` lists ``tool_calls``.
     """
 
     def __init__(
@@ -132,6 +138,7 @@ class OpenAIPolicy:
         extra_body: dict[str, Any] | None = None,
         tokenizer: str | Any | None = None,
         endpoint_cooldown_s: float = 30.0,
+        tool_calls: bool = False,
     ) -> None:
         if box_convention not in _BOX_CONVENTIONS:
             raise SpecError(f"box convention '{box_convention}' unknown; use one of {', '.join(_BOX_CONVENTIONS)}")
@@ -149,6 +156,7 @@ class OpenAIPolicy:
         self._malformed_retries = malformed_retries
         self._retry_backoff_s = retry_backoff_s
         self._cooldown_s = endpoint_cooldown_s
+        self._tool_calls = tool_calls
         urls = _base_urls(base_url if base_url is not None else os.environ.get("OPENAI_BASE_URL"))
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if not key:
@@ -190,7 +198,7 @@ class OpenAIPolicy:
         """One chat completion; API faults after the retries become PolicyError."""
         import tenacity
 
-        wire = to_openai_messages(messages, self._image_format, self._images)
+        wire = self._wire(messages)
         for attempt in tenacity.Retrying(**self._malformed_retry()):
             with attempt:
                 return self._over_endpoints(lambda endpoint: self._complete(endpoint, wire, sampling))
@@ -200,7 +208,7 @@ class OpenAIPolicy:
         """One chat completion on the async client; images are encoded in a worker thread."""
         import tenacity
 
-        wire = await asyncio.to_thread(to_openai_messages, messages, self._image_format, self._images)
+        wire = await asyncio.to_thread(self._wire, messages)
         async for attempt in tenacity.AsyncRetrying(**self._malformed_retry()):
             with attempt:
                 tried: list[_Endpoint] = []
@@ -216,6 +224,10 @@ class OpenAIPolicy:
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
     # ---- internals
+
+    def _wire(self, messages: Sequence[Message]) -> list[dict[str, Any]]:
+        wire = to_openai_messages(messages, self._image_format, self._images)
+        return with_tool_calls(wire) if self._tool_calls else wire
 
     def _malformed_retry(self) -> dict[str, Any]:
         import tenacity
@@ -282,6 +294,8 @@ class OpenAIPolicy:
             optional["logprobs"] = True
             optional["return_token_ids"] = True  # vLLM >= 0.10.2: choice.token_ids
             optional["return_tokens_as_token_ids"] = True  # older vLLM: "token_id:N" log-prob tokens
+        if self._tool_calls:
+            request["tools"] = LOOK_AGAIN_TOOLS
         request.update({k: v for k, v in optional.items() if k not in endpoint.refused})
         request.update(self._extra_body)
         return request
@@ -325,6 +339,8 @@ class OpenAIPolicy:
             returned.append("logprobs")
         if generation.token_source in ("generated", "logprob_tokens"):
             returned.append("token_ids")
+        if first_call(choice.message) is not None:
+            returned.append("tool_calls")
         exchange = ServerExchange(asked=asked, refused=sorted(endpoint.refused), returned=returned)
         return dataclasses.replace(generation, exchange=exchange)
 
@@ -463,6 +479,9 @@ def _generation_from(response: Any, spec: str, tokenizer: Any = None) -> Generat
         raise MalformedResponseError(f"{spec}: malformed response with no choices")
     choice = choices[0]
     text = getattr(choice.message, "content", None)
+    call = first_call(choice.message)
+    if call is not None:  # a native tool call, recorded as the JSON-in-text answer it stands for
+        text = call_text(call[0], call[1], text if isinstance(text, str) else None)
     if not isinstance(text, str):
         raise MalformedResponseError(f"{spec}: malformed response: message content is {type(text).__name__}, not text")
     logprobs: list[float] | None = None

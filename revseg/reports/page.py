@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from revseg.errors import OutputError, RevsegError
+from revseg.reports import looks as look_again
 from revseg.tools.frames import FrameReader, open_video
 from revseg.tools.render import BOX_COLOUR, output_size
 from revseg.trajectory import Status, Trajectory, TurnRecord
@@ -72,7 +73,18 @@ _HEADLINES = {
     Status.TRACKER_ERROR: "The tracker failed on the grounded box: no masks.",
 }
 _PAUSED_HEADLINE = "The run is paused, waiting for a person to review it: no masks yet."
-_STAGE_ORDER = ("sample", "interpret", "select_frames", "ground", "segment", "overlay", "report")
+_STAGE_ORDER = (
+    "sample",
+    "interpret",
+    "select_frames",
+    "zoom",
+    "ground",
+    "segment",
+    "verify",
+    "reselect",
+    "overlay",
+    "report",
+)
 _VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm", ".mov": "video/mp4"}
 _THINK_RE = re.compile(r"<think>(.*?)</think>", re.S | re.I)
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
@@ -397,8 +409,11 @@ def _page_context(
     ]
     full = {
         i: {"src": picture.src(page_dir), "width": picture.width, "height": picture.height}
-        for i, picture in frames.full(target.frame_index for target in t.targets).items()
+        for i, picture in frames.full(
+            [*(target.frame_index for target in t.targets), *look_again.attempt_keyframes(t)]
+        ).items()
     }
+    looks = frames.thumbnails(look_again.looked_at(t))
     return {
         "version": revseg_version(),
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -413,7 +428,8 @@ def _page_context(
         "strip": strip,
         "many_targets": len(t.targets) > 1,
         "frames_note": frames.error,
-        "turns": [_turn_view(t, i, turn, full) for i, turn in enumerate(t.turns)],
+        "turns": [_turn_view(t, i, turn, full, looks, page_dir) for i, turn in enumerate(t.turns)],
+        "timeline": look_again.timeline_view(t, looks, page_dir),
         "keyframes": sorted(key_targets),
         "overlay": _overlay_view(t, page_dir, base, options, full),
         "policy": t.policy,
@@ -451,11 +467,18 @@ def status_css(status: Status) -> str:
     return "neutral" if status is Status.NO_TARGET or status.value.startswith("pending") else "fail"
 
 
-def _turn_view(t: Trajectory, position: int, turn: TurnRecord, full: dict[int, dict[str, Any]]) -> dict[str, Any]:
+def _turn_view(
+    t: Trajectory,
+    position: int,
+    turn: TurnRecord,
+    full: dict[int, dict[str, Any]],
+    looks: dict[int, Picture],
+    page_dir: Path,
+) -> dict[str, Any]:
     view: dict[str, Any] = {
         "number": position + 1,
         "name": turn.name,
-        "title": "interpret and pick a keyframe" if turn.name == "interpret" else "ground the target",
+        "title": look_again.TITLES.get(turn.name, turn.name),
         "prompt": turn.prompt,
         "response": turn.response,
         "parse_ok": turn.parse_ok,
@@ -471,8 +494,10 @@ def _turn_view(t: Trajectory, position: int, turn: TurnRecord, full: dict[int, d
     }
     if turn.name == "interpret":
         return {**view, **_interpret_view(t, turn)}
+    if turn.name in look_again.LOOK_AGAIN_TURNS:
+        return {**view, **look_again.look_turn_view(turn, looks, page_dir)}
     number = turn.target if turn.target is not None else 0
-    target = t.targets[number] if number < len(t.targets) else None
+    target = look_again.attempt_target(t, turn)
     frame_index = target.frame_index if target else (turn.image_frames[0] if turn.image_frames else None)
     picture = full.get(frame_index) if frame_index is not None else None
     view.update(

@@ -65,6 +65,19 @@ class MaskGroundTruth:
             self._cache[frame_index] = masks_box(self._masks(frame_index))
         return self._cache[frame_index]
 
+    def mask(self, frame_index: int) -> np.ndarray | None:
+        """The union mask of the queried objects on ``frame_index`` (bool), or None without annotation.
+
+        The look_again verify reward compares a tracked mask with it (:mod:`revseg.rl.rewards`).
+        """
+        import numpy as np
+
+        masks = self._masks(frame_index)
+        if masks is None:
+            return None
+        stack = np.asarray(masks)
+        return stack.astype(bool) if stack.ndim == 2 else np.any(stack.astype(bool), axis=0)
+
 
 def masks_box(masks: np.ndarray | Sequence[np.ndarray] | None) -> BoxXYXY | None:
     """The union box of one mask or of several objects' masks; None when all are empty (or ``masks`` is None)."""

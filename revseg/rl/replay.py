@@ -27,7 +27,7 @@ def describe(t: Trajectory, *, max_chars: int = 2000) -> str:
         f"video: {t.video.path} ({t.video.num_frames} frames, {t.video.width}x{t.video.height}, {t.video.backend})",
         f"policy: {t.policy.spec}  sampling: {t.sampling.model_dump()}",
         *_provenance(t),
-        f"prompt set: {t.settings.prompt_set}  sampled frames: {t.sampled_indices}",
+        f"program: {t.settings.program}  prompt set: {t.settings.prompt_set}  sampled frames: {t.sampled_indices}",
         f"status: {t.status.value}" + (f" ({t.reason})" if t.reason else ""),
     ]
     for number, turn in enumerate(t.turns, start=1):
@@ -36,6 +36,12 @@ def describe(t: Trajectory, *, max_chars: int = 2000) -> str:
         out.append(
             f"target {i}: {target.description!r} keyframe {target.frame_index} (sampled #{target.sample_idx}) "
             f"box {target.box}"
+        )
+    for i, attempt in enumerate(t.attempts):
+        keyframes = ", ".join(str(x.frame_index) for x in attempt.targets)
+        why = f" ({attempt.why})" if attempt.why else ""
+        out.append(
+            f"attempt {i}: keyframe {keyframes}  verdict {attempt.verdict or 'none'}{why}  masks {attempt.masks}"
         )
     if t.rewards is not None:
         out.append("rewards: " + "  ".join(f"{k}={v:.4g}" for k, v in t.rewards.items()))
@@ -70,9 +76,16 @@ def _turn(number: int, turn: TurnRecord, max_chars: int) -> list[str]:
             tokens += f"perplexity {math.exp(-total / len(turn.logprobs)):.3g})"
             tokens += " approximate" if turn.logprobs_approximate else ""
         lines.append(tokens)
+    if turn.overlay:
+        lines.append(f"mask drawn from: {turn.overlay}")
     parsed = "parsed" if turn.parse_ok else f"did not parse: {turn.parse_reason}"
     strict = (turn.parsed or {}).get("strict")
     lines.append(parsed + ("" if strict is None else f" (strict format: {'yes' if strict else 'no'})"))
+    action = (turn.parsed or {}).get("action") or (turn.parsed or {}).get("verdict")
+    if turn.parse_ok and action:
+        window = (turn.parsed or {}).get("window")
+        why = (turn.parsed or {}).get("why")
+        lines.append(f"action: {action}" + (f" {window}" if window else "") + (f" ({why})" if why else ""))
     return lines
 
 

@@ -28,6 +28,27 @@ case does not arise: when turn 1 lists several objects, the predicted boxes on t
 keyframe are merged into their union box, and ``r_t`` and ``r_s`` are averaged over the
 distinct keyframes named; a "no target" answer is scored as a whole, ``r_t = r_s = 1`` when
 the GT is empty on every sampled frame and 0 otherwise (under ``temporal="none"``, ``r_t`` stays 0).
+
+The look_again program (``settings.program``; ours, issue 16) is scored by the same
+equation plus one term, each part read the same way over its longer conversation::
+
+    r = w_f * r_f  +  w_t * 1(final keyframe parsed) * r_t  +  w_s * 1(its boxes parsed) * r_s  +  w_v * r_v
+
+- **Format** ``r_f``: half for choosing, half for acting. ``format_per_turn`` times the
+  share of *strict* look turns (interpret, zoom, reselect: a keyframe list or a zoom
+  exactly as prompted) plus ``format_per_turn`` times the share of strict ground and
+  verify turns (as recorded by the graph's parsers), so ``r_f`` stays in [0, 1].
+- **Temporal** ``r_t``: Eq. 7 for the keyframe *finally* chosen, with ``S_t`` over every
+  frame the policy was shown (the first sample and every zoom's frames). A zoom earns
+  nothing by itself: it pays only when it leads to a keyframe where the target is large,
+  and it costs a turn of the budget.
+- **Spatial** ``r_s``: as the paper's, for the final attempt's boxes.
+- **Verify** ``r_v`` in [0, 1]: the share of verify turns whose verdict agrees with the
+  ground truth, i.e. accept iff the tracked mask's mean J over the frames verify was shown
+  exceeds ``verify_threshold`` (an unreadable verdict is wrong). J needs GT masks (a
+  ground truth with ``mask(frame_index)``, as :class:`~revseg.rl.groundtruth.MaskGroundTruth`);
+  with boxes only, the IoU of the mask's box with the GT box stands in for it. A run
+  without a verify turn has no ``r_v`` (the key is absent, and the paper's records never have it).
 """
 
 from __future__ import annotations
@@ -40,8 +61,11 @@ from typing import Literal
 
 from revseg.policies.parsing import parse_box_answer, parse_keyframe_answer
 from revseg.rl.groundtruth import GroundTruth
-from revseg.tools.boxes import box_area, box_iou, union_box
-from revseg.trajectory import BoxXYXY, Trajectory
+from revseg.tools.boxes import box_area, box_iou, mask_to_box, union_box
+from revseg.trajectory import BoxXYXY, Trajectory, TurnRecord
+
+LOOK_TURNS = ("interpret", "zoom", "reselect")
+"""look_again turns whose answer chooses (a keyframe, or where to zoom)."""
 
 TemporalMode = Literal["soft", "binary", "none"]
 TEMPORAL_MODES: tuple[TemporalMode, ...] = ("soft", "binary", "none")
@@ -67,9 +91,16 @@ class RewardConfig:
         default=0.5,
         metadata={"help": "Format credit for each turn that fully satisfies its rules (ours; the paper gives none)."},
     )
+    verify_weight: float = field(
+        default=1.0, metadata={"help": "w_v, weight of the look_again verify reward (ours; not in the paper)."}
+    )
+    verify_threshold: float = field(
+        default=0.5, metadata={"help": "A verdict is right when it accepts iff the mask's mean J exceeds this (ours)."}
+    )
 
     def __post_init__(self) -> None:
-        for name in ("format_weight", "temporal_weight", "spatial_weight", "iou_threshold", "format_per_turn"):
+        names = ("format_weight", "temporal_weight", "spatial_weight", "iou_threshold", "format_per_turn")
+        for name in (*names, "verify_weight", "verify_threshold"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ValueError(f"RewardConfig.{name} must be a finite number, got {value!r}")
@@ -96,10 +127,11 @@ class Rewards:
     turn1_parsed: float
     both_parsed: float
     iou: float
+    verify: float | None = None
 
     def as_dict(self) -> dict[str, float]:
-        """Plain ``{name: value}``, the form ``Trajectory.rewards`` holds."""
-        return {k: float(v) for k, v in asdict(self).items()}
+        """Plain ``{name: value}``, the form ``Trajectory.rewards`` holds (``verify`` only when there was one)."""
+        return {k: float(v) for k, v in asdict(self).items() if v is not None}
 
 
 def soft_temporal_reward(key_area: float | None, areas: Sequence[float]) -> float:
@@ -155,6 +187,8 @@ def compute_rewards(trajectory: Trajectory, truth: GroundTruth, config: RewardCo
     Reads the GT box of every sampled frame (lazily, through ``truth.box``) and nothing else.
     """
     config = config or RewardConfig()
+    if trajectory.settings.program == "look_again":
+        return _look_again_rewards(trajectory, truth, config)
     f1, f2 = format_rewards(trajectory, config.format_per_turn)
     first = (
         parse_keyframe_answer(trajectory.turns[0].response or "", max(1, len(trajectory.sampled_indices)))
@@ -213,6 +247,114 @@ def compute_rewards(trajectory: Trajectory, truth: GroundTruth, config: RewardCo
         both_parsed=float(both_parsed),
         iou=iou,
     )
+
+
+def _look_again_rewards(trajectory: Trajectory, truth: GroundTruth, config: RewardConfig) -> Rewards:
+    """The look_again program's reward (module docstring): the paper's parts over the final attempt, plus r_v."""
+    turns = trajectory.turns
+    looks = [t for t in turns if t.name in LOOK_TURNS]
+    acts = [t for t in turns if t.name in ("ground", "verify")]
+    f1 = config.format_per_turn * _strict_share(looks)
+    f2 = config.format_per_turn * _strict_share(acts)
+    final = (looks[-1].parsed or {}) if looks and looks[-1].parse_ok else {}
+    turn1_parsed = final.get("action") == "select"
+    no_target = turn1_parsed and bool(final.get("no_target"))
+    grounds = [t for t in turns if t.name == "ground"]
+    last_grounds = [g for g in grounds if g.attempt == grounds[-1].attempt] if grounds else []
+    both_parsed = turn1_parsed and (
+        no_target
+        or (
+            bool(trajectory.targets)
+            and all(t.box is not None for t in trajectory.targets)
+            and len(last_grounds) >= len(trajectory.targets)
+            and all(g.parse_ok for g in last_grounds)
+        )
+    )
+    seen = sorted({i for t in turns if t.name in ("interpret", "zoom") for i in t.image_frames})
+    gt_boxes: dict[int, BoxXYXY | None] = {i: truth.box(i) for i in seen}
+    areas = [0.0 if b is None else box_area(b) for b in gt_boxes.values()]
+    r_t = r_s = iou = 0.0
+    if no_target:
+        correct = all(b is None for b in gt_boxes.values())
+        r_t = 1.0 if correct and config.temporal != "none" else 0.0
+        r_s = iou = 1.0 if correct else 0.0
+    elif turn1_parsed and trajectory.targets:
+        k = trajectory.targets[0].frame_index
+        gt = gt_boxes[k] if k in gt_boxes else truth.box(k)
+        r_t = temporal_reward(None if gt is None else box_area(gt), areas, config.temporal)
+        same = [t.box for t in trajectory.targets if t.frame_index == k and t.box is not None]
+        pred = union_box(same)
+        r_s = spatial_reward(pred, gt, config.iou_threshold)
+        iou = box_iou(pred, gt) if pred is not None and gt is not None else 0.0
+    verifies = [t for t in turns if t.name == "verify" and t.response is not None]
+    r_v = None
+    if verifies:
+        r_v = sum(_verdict_right(t, truth, config.verify_threshold) for t in verifies) / len(verifies)
+    total = (
+        config.format_weight * (f1 + f2)
+        + config.temporal_weight * float(turn1_parsed) * r_t
+        + config.spatial_weight * float(both_parsed) * r_s
+        + (config.verify_weight * r_v if r_v is not None else 0.0)
+    )
+    return Rewards(
+        total=total,
+        format=f1 + f2,
+        temporal=r_t,
+        spatial=r_s,
+        format_interpret=f1,
+        format_ground=f2,
+        turn1_parsed=float(turn1_parsed),
+        both_parsed=float(both_parsed),
+        iou=iou,
+        verify=r_v,
+    )
+
+
+def _strict_share(turns: Sequence[TurnRecord]) -> float:
+    """The share of ``turns`` whose answer the graph's parser called strict (0 for none)."""
+    if not turns:
+        return 0.0
+    return sum(bool(t.parse_ok and (t.parsed or {}).get("strict")) for t in turns) / len(turns)
+
+
+def _verdict_right(turn: TurnRecord, truth: GroundTruth, threshold: float) -> float:
+    """1 when a verify turn's verdict agrees with the ground truth: accept iff mask J > threshold."""
+    verdict = (turn.parsed or {}).get("verdict") if turn.parse_ok else None
+    if verdict not in ("accept", "reject") or not turn.overlay:
+        return 0.0
+    good = mask_quality(turn.overlay, turn.image_frames, truth) > threshold
+    return 1.0 if (verdict == "accept") == good else 0.0
+
+
+def mask_quality(masks_json: str, frames: Sequence[int], truth: GroundTruth) -> float:
+    """Mean J of the recorded masks on ``frames`` against the ground truth's masks (empty on empty: 1).
+
+    A ground truth with boxes only is compared through boxes: the IoU of the mask's box with
+    the GT box (both absent: 1; one absent: 0).
+    """
+    from revseg.tools.masks import read_masks_json
+
+    masks = read_masks_json(masks_json)
+    gt_mask = getattr(truth, "mask", None)
+    scores = []
+    for index in dict.fromkeys(frames):
+        pred = masks.union(index)
+        if gt_mask is not None:
+            gt = gt_mask(index)
+            gt_any = gt is not None and bool(gt.any())
+            if not gt_any and not pred.any():
+                scores.append(1.0)
+                continue
+            union = (pred | gt).sum() if gt is not None else pred.sum()
+            inter = (pred & gt).sum() if gt is not None else 0
+            scores.append(float(inter) / float(union) if union else 1.0)
+            continue
+        pred_box, gt_box = mask_to_box(pred), truth.box(index)
+        if pred_box is None or gt_box is None:
+            scores.append(1.0 if pred_box is None and gt_box is None else 0.0)
+        else:
+            scores.append(box_iou(pred_box, gt_box))
+    return sum(scores) / len(scores) if scores else 0.0
 
 
 def score(trajectory: Trajectory, truth: GroundTruth, config: RewardConfig | None = None) -> Trajectory:

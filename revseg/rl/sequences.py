@@ -19,6 +19,13 @@ One :class:`RolloutSequence` per forward pass: a rollout that stopped after turn
 sequence (turn-1 prompt + answer); a rollout with turn 2 is one sequence per grounding
 turn (turn-1 prompt + turn-1 answer + turn-2 prompt + turn-2 answer), and turn 1's
 tokens count in the first of them only.
+
+A look_again rollout (``settings.program``) is one conversation of any number of turns
+(interpret, zoom, ground, verify, reselect), each continuing the last, so it is one
+sequence: every turn's images rebuilt from the record
+(:func:`~revseg.graphs.frames.turn_images`, verify's masks re-drawn from the recorded
+masks.json), every answer spliced in as its generated ids, exactly as
+:meth:`~revseg.policies.hf.HFPolicy.build_inputs` gave them to the policy.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from revseg.errors import PolicyError, TrainingError
-from revseg.graphs.conversation import ground_messages, interpret_messages
+from revseg.errors import PolicyError, RevsegError, TrainingError
+from revseg.graphs.conversation import ground_messages, interpret_messages, user_message
+from revseg.graphs.frames import turn_images
 from revseg.policies.base import Message
 from revseg.policies.tokens import (
     answer_token_ids,
@@ -132,6 +140,8 @@ def rollout_sequences(
             f"trajectory {trajectory.run_id} has a vision placeholder token in an answer: its inputs cannot be "
             "rebuilt (the image tokens would not match the images); train() leaves such rollouts out"
         )
+    if trajectory.settings.program == "look_again":
+        return [_conversation_sequence(trajectory, build_inputs, tokenizer, need_logprobs, frame_cache, suppressed)]
     first = trajectory.turns[0]
     t1_ids, t1_logps = turn_tokens(first, tokenizer, need_logprobs=need_logprobs)
     frames = _frames(trajectory, first.image_frames, first.image_size, frame_cache)
@@ -167,6 +177,59 @@ def rollout_sequences(
             positions, logps, names = t2_positions, t2_logps, ["ground"] * len(t2_ids)
         out.append(_sequence(inputs, positions, logps, names, suppressed))
     return out
+
+
+def _conversation_sequence(
+    trajectory: Trajectory,
+    build_inputs: BuildInputs,
+    tokenizer: Any,
+    need_logprobs: bool,
+    frame_cache: ResizedFrameCache | None,
+    suppressed: Sequence[int],
+) -> RolloutSequence:
+    """A look_again rollout as one sequence: each answered turn's prompt, then its ids, in order.
+
+    Each turn's answer starts where the conversation up to its prompt ends (the prompt as
+    ``build_inputs`` renders it, earlier answers spliced in as ids), so the positions found
+    turn by turn hold in the final sequence; a template that breaks that is a TrainingError.
+    """
+    import torch
+
+    def read(indices: Sequence[int], size: tuple[int, int]) -> list[Any]:
+        return _frames(trajectory, indices, size, frame_cache)
+
+    messages: list[Message] = []
+    spans: list[torch.Tensor] = []
+    answer_ids: list[int] = []
+    logps: list[float] | None = []
+    names: list[str] = []
+    prefix: Any = None
+    for turn in (t for t in trajectory.turns if t.response is not None):
+        ids, turn_logps = turn_tokens(turn, tokenizer, need_logprobs=need_logprobs)
+        try:
+            images = turn_images(turn.model_dump(mode="json"), read)
+        except RevsegError as exc:
+            raise TrainingError(f"cannot rebuild the {turn.name} turn of rollout {trajectory.run_id}: {exc}") from exc
+        messages.append(user_message(images, turn.prompt))
+        try:
+            prefix = build_inputs(messages)
+        except PolicyError as exc:
+            raise TrainingError(f"cannot rebuild rollout {trajectory.run_id}: {exc}") from exc
+        start = int(prefix["input_ids"].shape[1])
+        spans.append(torch.arange(start, start + len(ids)))
+        answer_ids += ids
+        names += [turn.name] * len(ids)
+        logps = None if logps is None or turn_logps is None else [*logps, *turn_logps]
+        messages.append(Message.assistant(turn.response or "", ids))
+    last_ids = answer_ids[len(answer_ids) - int(spans[-1].numel()) :]
+    inputs = extend_inputs(prefix, last_ids)
+    positions = torch.cat(spans)
+    if inputs["input_ids"][0, positions].tolist() != answer_ids:
+        raise TrainingError(
+            f"cannot rebuild rollout {trajectory.run_id}: the chat template does not keep earlier turns in place "
+            "when a turn is added, so the answers' positions do not line up"
+        )
+    return _sequence(inputs, positions, logps, names, suppressed)
 
 
 def has_placeholder_tokens(trajectory: Trajectory, placeholder_ids: Sequence[int]) -> bool:

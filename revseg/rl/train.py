@@ -447,7 +447,7 @@ def _step(
     }
     if grad_norm is not None:
         metrics["grad_norm"] = float(grad_norm)
-    for key in ("total", "format", "temporal", "spatial"):
+    for key in ("total", "format", "temporal", "spatial", "verify"):
         values = [r.trajectory.rewards[key] for r in rollouts if r.trajectory.rewards and key in r.trajectory.rewards]
         if values:
             metrics[f"reward/{key}"] = sum(values) / len(values)
@@ -491,7 +491,10 @@ def _token_count(trajectory: Trajectory, tokenizer: Any, *, need_logprobs: bool)
     turns = trajectory.turns
     if not turns or turns[0].name != "interpret" or turns[0].response is None:
         return 0
-    scored = [turns[0], *(t for t in turns[1:] if t.name == "ground" and t.response is not None)]
+    if trajectory.settings.program == "look_again":  # one conversation: every answered turn is scored
+        scored = [t for t in turns if t.response is not None]
+    else:
+        scored = [turns[0], *(t for t in turns[1:] if t.name == "ground" and t.response is not None)]
     return sum(len(turn_tokens(t, tokenizer, need_logprobs=need_logprobs)[0]) for t in scored)
 
 

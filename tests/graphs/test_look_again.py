@@ -107,6 +107,15 @@ def test_reselecting_the_rejected_keyframe_ends_with_the_rejected_masks(small_cl
     assert state["outputs"]["masks_json"] == record.attempts[0].masks
 
 
+def test_a_failed_regrounding_keeps_the_rejected_attempt_and_its_targets(small_clip: Path, tmp_path: Path) -> None:
+    tracker = BoxTracker()
+    state, record = run(ScriptedPolicy([SELECT, BOX, REJECT, SELECT_OTHER, "no box"]), small_clip, tmp_path, tracker)
+    assert kinds(state) == ["interpret", "ground", "verify", "reselect", "ground"]
+    assert state["status"] == Status.OK.value and "the rejected attempt's masks are kept" in state["reason"]
+    assert record.targets == record.attempts[0].targets and len(tracker.calls) == 1
+    assert state["outputs"]["masks_json"] == record.attempts[0].masks
+
+
 def test_the_budget_is_enforced_by_the_graph_not_the_model(small_clip: Path, tmp_path: Path) -> None:
     policy = ScriptedPolicy([LOOK, LOOK_AGAIN, LOOK_AGAIN, SELECT, BOX])
     state, _ = run(policy, small_clip, tmp_path, BoxTracker(), max_turns=3)
@@ -155,3 +164,53 @@ def _error() -> Exception:
     from revseg.errors import PolicyError
 
     return PolicyError("server down")
+
+
+def test_the_openai_policy_runs_the_program_against_the_local_chat_server(small_clip: Path, tmp_path: Path) -> None:
+    from revseg.policies.openai import OpenAIPolicy
+    from revseg.testing.chat_server import ChatServerLog, chat_server, count_images
+
+    script = [LOOK, SELECT, BOX, REJECT, SELECT_OTHER, OTHER_BOX, ACCEPT]
+    log = ChatServerLog()
+    with chat_server(lambda request: script[len(log.requests) - 1], log) as url:
+        policy = OpenAIPolicy("qwen2.5-vl", base_url=url)
+        state, record = run(policy, small_clip, tmp_path, BoxTracker(), num_frames=8, verify_frames=2)  # type: ignore[arg-type]
+    assert kinds(state) == ["interpret", "zoom", "ground", "verify", "reselect", "ground", "verify"]
+    assert [a.verdict for a in record.attempts] == ["reject", "accept"]
+    assert all(t.token_ids and t.logprobs and t.token_source == "generated" for t in record.turns)
+    last_user = [[m for m in r["messages"] if m["role"] == "user"][-1] for r in log.requests]
+    assert [count_images(m) for m in last_user] == [8, len(record.turns[1].image_frames), 1, 3, 0, 1, 3]
+    assert [len(r["messages"]) for r in log.requests] == [1, 3, 5, 7, 9, 11, 13]  # one growing conversation
+
+
+def test_the_hf_policy_runs_the_program_and_its_answer_is_an_outcome(
+    tiny_qwen25_dir: Path, small_clip: Path, tmp_path: Path
+) -> None:
+    from revseg.policies.hf import HFPolicy
+    from revseg.settings import SamplingParams
+
+    policy = HFPolicy.from_spec(str(tiny_qwen25_dir), device="cpu")
+    context = ChainContext(
+        policy=policy,
+        tracker=BoxTracker(),
+        settings=ChainSettings(program="look_again", num_frames=4, frame_size=(112, 112), keyframe_size=(224, 224)),
+        sampling=SamplingParams(temperature=1.0, max_new_tokens=16, seed=0),
+    )
+    inputs = {"video_path": str(small_clip), "query": "who leads?", "out_dir": str(tmp_path)}
+    state = dict(asyncio.run(build_graph().ainvoke(inputs, context=context)))  # type: ignore[arg-type]
+    record = trajectory_from_state(state, context)
+    assert record.status in set(Status) and record.turns[0].token_source == "generated"
+    assert record.turns[0].parse_ok is False and "turn 1 (interpret)" in (record.reason or "")  # random weights
+
+
+def test_the_served_graph_runs_the_program_named_in_its_json_context(small_clip: Path, tmp_path: Path) -> None:
+    from revseg.graphs.serve import graph
+    from revseg.testing.chat_server import ChatServerLog, chat_server
+
+    script = [LOOK, SELECT, BOX]
+    log = ChatServerLog()
+    inputs = {"video_path": str(small_clip), "query": "who leads?", "out_dir": str(tmp_path)}
+    with chat_server(lambda request: script[len(log.requests) - 1], log) as url:
+        context = {"policy": "openai:served", "tracker": "none", "base_url": url, "program": "look_again"}
+        state = asyncio.run(graph.ainvoke(inputs, context=context))  # type: ignore[arg-type]
+    assert kinds(state) == ["interpret", "zoom", "ground"] and state["status"] == Status.OK.value

@@ -10,6 +10,7 @@ from langgraph.runtime import Runtime
 from revseg.errors import PolicyError
 from revseg.graphs.conversation import ground_messages, user_message
 from revseg.graphs.frames import ahistory, aresized_frames
+from revseg.graphs.looks import after_rejection
 from revseg.graphs.state import ChainContext, ChainState, chain_context
 from revseg.graphs.turns import ask_policy, record_turn
 from revseg.policies.parsing import parse_box_answer
@@ -19,6 +20,14 @@ from revseg.trajectory import Status, TurnRecord, VideoRef
 
 
 async def ground(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
+    """Turn 2 (below); in the look_again program a failed re-grounding keeps the rejected attempt's masks."""
+    update = await ground_targets(state, runtime)
+    if chain_context(runtime).settings.program == "look_again":
+        return after_rejection(state, update)
+    return update
+
+
+async def ground_targets(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str, Any]:
     """Ask for one box per target, continuing turn 1's conversation (prompt P2).
 
     Each target gets its own second turn on its own keyframe (in the look_again program each
