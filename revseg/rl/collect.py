@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
     from revseg.agents import ReVSegAgent
 
 logger = logging.getLogger(__name__)
+
+ROLLOUT_ARTEFACTS = "artefacts"
+"""The store's folder for what a rollout's rebuild reads besides the video (look_again's verify masks)."""
 
 """Sampling on, untruncated: behaviour log-probs then equal the model's own tempered distribution."""
 
@@ -157,6 +161,7 @@ async def acollect(
         overlay=False,
         report=False,
     )
+    artefacts = store.root / ROLLOUT_ARTEFACTS
     report = CollectReport()
     skip = done_keys(store) if resume else set()
     gate = asyncio.Semaphore(workers)
@@ -165,7 +170,7 @@ async def acollect(
     async def one(item: CollectItem) -> None:
         async with gate:
             try:
-                group = await _rollout_group(agent, item, sampling, group_size, seed)
+                group = await _rollout_group(agent, item, sampling, group_size, seed, artefacts)
                 truth = await asyncio.to_thread(item.truth)
                 scored = [score(t, truth, reward_config).model_copy(update={"group_size": group_size}) for t in group]
                 await asyncio.to_thread(store.append, scored)
@@ -198,22 +203,47 @@ async def acollect(
 
 
 async def _rollout_group(
-    agent: ReVSegAgent, item: CollectItem, sampling: SamplingParams, n: int, seed: int | None
+    agent: ReVSegAgent, item: CollectItem, sampling: SamplingParams, n: int, seed: int | None, artefacts: Path
 ) -> list[Trajectory]:
-    """n runs of the agent on one item, concurrently, each with its own sampling seed; one group id."""
+    """n runs of the agent on one item, concurrently, each with its own sampling seed; one group id.
+
+    Each run writes into its own folder under ``artefacts``; what its record needs to be
+    rebuilt (the masks a look_again verify turn saw drawn) stays there, the rest is removed.
+    """
     group_id = uuid.uuid4().hex
 
     async def run(index: int) -> Trajectory:
         per_run = sampling.model_copy(update={"seed": rollout_seed(seed, item.key, index)})
-        with tempfile.TemporaryDirectory(prefix="revseg-collect-") as out:
+        out = artefacts / f"{group_id}-{index}"
+        try:
             result = await agent.arun(
                 item.video, item.query, out, query_id=item.key, group_id=group_id, sampling=per_run
             )
+        except BaseException:
+            shutil.rmtree(out, ignore_errors=True)
+            raise
         trajectory = result.trajectory
-        trajectory.outputs = {}  # the temporary folder is gone: no artefact paths in the record
+        if not _keep_referenced(out, trajectory):
+            shutil.rmtree(out, ignore_errors=True)
+        trajectory.outputs = {}  # artefact paths other than the rebuild's are gone
         return trajectory
 
     return list(await asyncio.gather(*(run(i) for i in range(n))))
+
+
+def _keep_referenced(out: Path, trajectory: Trajectory) -> bool:
+    """Delete every file under ``out`` but the mask files the record's verify turns and attempts point to.
+
+    Returns whether any is kept. The paper's chain refers to none, so its rollouts leave nothing behind.
+    """
+    paths = [t.overlay for t in trajectory.turns] + [a.masks for a in trajectory.attempts]
+    referenced = {Path(p).resolve() for p in paths if p}
+    if not out.is_dir():
+        return False
+    for file in [p for p in out.rglob("*") if p.is_file()]:
+        if file.resolve() not in referenced:
+            file.unlink(missing_ok=True)
+    return any(p.is_file() for p in out.rglob("*"))
 
 
 # --------------------------------------------------------------------------- benchmarks as items

@@ -96,3 +96,35 @@ def test_a_rollout_is_recorded_exactly_as_the_agent_records_a_run_with_that_seed
     assert [t.model_dump(exclude={"duration_s"}) for t in rollout.turns] == [
         t.model_dump(exclude={"duration_s"}) for t in run.turns
     ]
+
+
+def test_the_look_again_program_is_collected_and_keeps_only_what_its_rebuild_reads(tmp_path: Path) -> None:
+    from revseg.graphs.frames import turn_images
+    from revseg.rl.groundtruth import MaskGroundTruth
+    from revseg.testing.longclips import LongClipOracle, LongClipTracker, make_long_clips
+    from revseg.tools.frame_cache import ResizedFrameCache
+
+    clips = make_long_clips(seed=5, count=2, num_frames=48)
+    items = [
+        CollectItem(c.name, str(c.write(tmp_path / c.name)), c.query, lambda c=c: MaskGroundTruth(c.clip.target_mask))
+        for c in clips
+    ]
+    store = TrajectoryStore(tmp_path / "store")
+    look = ChainSettings(num_frames=8, frame_size=(64, 48), keyframe_size=(64, 48), program="look_again")
+    oracle = LongClipOracle(clips, first_box_error=1.0)  # every first box is wrong: verify rejects, then re-grounds
+    report = collect(items, oracle, store, group_size=2, settings=look, tracker=LongClipTracker(clips), seed=1)
+    assert (report.groups_written, report.failed) == (2, [])
+    cache = ResizedFrameCache()
+    for t in store:
+        assert [a.verdict for a in t.attempts] == ["reject", "accept"] and t.rewards is not None
+        verify = [turn for turn in t.turns if turn.name == "verify"]
+        assert len(verify) == 2 and all(turn.overlay and Path(turn.overlay).is_file() for turn in verify)
+        video = t.video.path
+        images = turn_images(verify[0].model_dump(), lambda i, s, video=video: cache.read(video, i, s))
+        assert len(images) == len(verify[0].image_frames)  # the rebuild redraws what verify saw
+    kept = sorted(p.name for p in (store.root / "artefacts").rglob("*") if p.is_file())
+    assert kept and set(kept) == {"masks.json"}  # per-frame PNGs and the run's own files are gone
+
+    paper = TrajectoryStore(tmp_path / "paper")
+    collect(items, oracle, paper, group_size=2, settings=SETTINGS, tracker=LongClipTracker(clips))
+    assert not any(p.is_file() for p in (paper.root / "artefacts").rglob("*"))
