@@ -2,7 +2,9 @@
 
 Each rollout is a run of :class:`~revseg.agents.ReVSegAgent` with a per-run sampling seed,
 so a rollout is recorded exactly as a user's run is, whatever chain program the settings
-name. Each group's n rollouts run concurrently (a local ``hf:`` policy
+name; what a rebuild of its turns reads besides the video (the masks a ``look_again``
+verify turn saw drawn) stays in the store's ``artefacts/`` folder. Each group's n
+rollouts run concurrently (a local ``hf:`` policy
 takes them one at a time; an ``openai:`` server, vLLM being the fast path, takes them
 together), are scored against ground truth (:mod:`revseg.rl.rewards`) and appended to the
 :class:`~revseg.trajectory_store.TrajectoryStore` with one write. So a crash (even SIGKILL)
@@ -42,8 +44,6 @@ logger = logging.getLogger(__name__)
 
 ROLLOUT_ARTEFACTS = "artefacts"
 """The store's folder for what a rollout's rebuild reads besides the video (look_again's verify masks)."""
-
-"""Sampling on, untruncated: behaviour log-probs then equal the model's own tempered distribution."""
 
 
 @dataclass(frozen=True)
