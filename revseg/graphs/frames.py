@@ -9,14 +9,13 @@ nodes read frames in a worker thread (:func:`aresized_frames`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from revseg.graphs.conversation import look_messages
+from revseg.graphs.images import turn_images
 from revseg.graphs.state import ChainContext
 from revseg.policies.base import Message
-from revseg.tools.masks import read_masks_json
-from revseg.tools.render import draw_mask
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -32,28 +31,6 @@ async def aresized_frames(
 ) -> list[Image]:
     """:func:`resized_frames` in a worker thread, so decoding never blocks the event loop."""
     return await asyncio.to_thread(resized_frames, context, path, indices, size)
-
-
-ReadFrames = Callable[[Sequence[int], tuple[int, int]], "list[Image]"]
-"""(original frame indices, (width, height)) -> the frames resized; the graph's cache or a trainer's reader."""
-
-
-def turn_images(turn: Mapping[str, Any], read: ReadFrames) -> list[Image]:
-    """The images a recorded turn showed the model, rebuilt from the record.
-
-    Its ``image_frames`` at its ``image_size``; for a verify turn each with the mask of
-    the same frame from ``overlay`` drawn on it (:func:`revseg.tools.render.draw_mask`).
-    """
-    indices = list(turn.get("image_frames") or [])
-    if not indices:
-        return []
-    width, height = turn["image_size"]
-    frames = read(indices, (int(width), int(height)))
-    overlay = turn.get("overlay")
-    if not overlay:
-        return frames
-    masks = read_masks_json(overlay)
-    return [draw_mask(frame, masks.union(index)) for frame, index in zip(frames, indices, strict=True)]
 
 
 def history(context: ChainContext, path: str, turns: Sequence[Mapping[str, Any]]) -> list[Message]:

@@ -25,13 +25,12 @@ def current_view(turns: Sequence[Mapping[str, Any]]) -> list[int]:
 
 
 def rejected_in_view(attempts: Sequence[Mapping[str, Any]], view: Sequence[int]) -> list[int]:
-    """View indices of keyframes verify rejected while ``view`` was shown: a re-select may not pick them."""
-    out: list[int] = []
-    for attempt in attempts:
-        if attempt.get("verdict") != "reject" or list(attempt.get("view") or []) != list(view):
-            continue
-        out.extend(t["sample_idx"] for t in attempt.get("targets", []) if t["sample_idx"] not in out)
-    return sorted(out)
+    """Indices into ``view`` of every keyframe verify rejected: a re-select may not pick them again.
+
+    Compared by original frame, so a frame rejected before a zoom stays excluded in the zoomed view.
+    """
+    rejected = {t["frame_index"] for a in attempts if a.get("verdict") == "reject" for t in a.get("targets", [])}
+    return [i for i, frame in enumerate(view) if frame in rejected]
 
 
 def turns_left(turns: Sequence[Mapping[str, Any]], max_turns: int) -> int:

@@ -9,7 +9,8 @@ from typing import Any
 
 from revseg.errors import PolicyError
 from revseg.graphs.conversation import user_message
-from revseg.graphs.frames import ahistory, resized_frames, turn_images
+from revseg.graphs.frames import ahistory, resized_frames
+from revseg.graphs.images import turn_images
 from revseg.graphs.state import ChainContext, ChainState
 from revseg.policies.base import Generation, Message, Policy
 from revseg.settings import SamplingParams
@@ -48,7 +49,7 @@ async def ask_next_turn(ctx: ChainContext, state: ChainState, turn: TurnRecord, 
 
     The history is every recorded turn with its images (:func:`revseg.graphs.frames.history`),
     and the new turn's images are built the way training rebuilds them
-    (:func:`revseg.graphs.frames.turn_images`). A backend failure ends the run as ``policy_error``.
+    (:func:`revseg.graphs.images.turn_images`). A backend failure ends the run as ``policy_error``.
     """
     path = state["video_path"]
     messages = await ahistory(ctx, path, state["turns"])

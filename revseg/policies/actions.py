@@ -21,6 +21,7 @@ Each parser also takes the decoded arguments of a native tool call (:func:`look_
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -190,7 +191,7 @@ def look_action_from_call(
         return LookAnswer(ok=True, action="zoom", window=window, strict=set(arguments) == {"first", "last"})
     if name == "select_keyframe":
         objects = arguments.get("objects", [arguments])
-        text = f"<think>tool call</think> <answer>{_json(objects)}</answer>"
+        text = f"<think>tool call</think> <answer>{json.dumps(objects)}</answer>"
         return from_keyframe_answer(parse_keyframe_answer(text, num_frames), excluded)
     return LookAnswer(ok=False, reason=f"unknown tool {name!r}; expected zoom or select_keyframe")
 
@@ -241,12 +242,6 @@ def _zoom_window(value: dict[str, Any], num_frames: int) -> tuple[tuple[int, int
 def _has_keyframes(body: str, num_frames: int) -> bool:
     """Whether the body also holds a valid keyframe answer (a mention of zoom(...) in prose does not win)."""
     return parse_keyframe_answer(f"<answer>{body}</answer>", num_frames).ok
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
 
 
 # --------------------------------------------------------------------------- verify

@@ -42,7 +42,7 @@ from revseg.errors import MalformedResponseError, ModelLoadError, PolicyError, S
 from revseg.policies.base import Generation, Message
 from revseg.policies.images import EncodedImageCache, image_base64, wire_encoding
 from revseg.policies.tokens import answer_token_ids
-from revseg.policies.tools import LOOK_AGAIN_TOOLS, call_text, first_call, with_tool_calls
+from revseg.policies.tool_calls import LOOK_AGAIN_TOOLS, call_text, first_call, with_tool_calls
 from revseg.policies.wire import wire_messages
 from revseg.settings import SamplingParams
 from revseg.trajectory import BoxConvention, PolicyInfo, ServerExchange, TokenSource
@@ -115,8 +115,8 @@ class OpenAIPolicy:
     answer re-tokenised (see the module notes).
 
     ``tool_calls=True`` offers the look_again actions as native functions (``tools=``,
-    :data:`revseg.policies.tools.LOOK_AGAIN_TOOLS`). A call the model makes is recorded as
-    the same JSON-in-text answer a text reply would be (:func:`~revseg.policies.tools.call_text`),
+    :data:`revseg.policies.tool_calls.LOOK_AGAIN_TOOLS`). A call the model makes is recorded as
+    the same JSON-in-text answer a text reply would be (:func:`~revseg.policies.tool_calls.call_text`),
     and sent back in the history as the call it was; ``exchange.returned`` lists ``tool_calls``.
     """
 

@@ -23,7 +23,7 @@ tokens count in the first of them only.
 A look_again rollout (``settings.program``) is one conversation of any number of turns
 (interpret, zoom, ground, verify, reselect), each continuing the last, so it is one
 sequence: every turn's images rebuilt from the record
-(:func:`~revseg.graphs.frames.turn_images`, verify's masks re-drawn from the recorded
+(:func:`~revseg.graphs.images.turn_images`, verify's masks re-drawn from the recorded
 masks.json), every answer spliced in as its generated ids, exactly as
 :meth:`~revseg.policies.hf.HFPolicy.build_inputs` gave them to the policy.
 """
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from revseg.errors import PolicyError, RevsegError, TrainingError
 from revseg.graphs.conversation import ground_messages, interpret_messages, user_message
-from revseg.graphs.frames import turn_images
+from revseg.graphs.images import turn_images
 from revseg.policies.base import Message
 from revseg.policies.tokens import (
     answer_token_ids,

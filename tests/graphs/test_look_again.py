@@ -214,3 +214,31 @@ def test_the_served_graph_runs_the_program_named_in_its_json_context(small_clip:
         context = {"policy": "openai:served", "tracker": "none", "base_url": url, "program": "look_again"}
         state = asyncio.run(graph.ainvoke(inputs, context=context))  # type: ignore[arg-type]
     assert kinds(state) == ["interpret", "zoom", "ground"] and state["status"] == Status.OK.value
+
+
+def test_a_rejected_frame_stays_excluded_after_zooming_in_around_it(small_clip: Path, tmp_path: Path) -> None:
+    from revseg.graphs.looks import rejected_in_view
+
+    attempts = [
+        {"verdict": "reject", "targets": [{"frame_index": 5}]},
+        {"verdict": "accept", "targets": [{"frame_index": 8}]},
+    ]
+    assert rejected_in_view(attempts, [0, 3, 5, 8]) == [2]
+    assert rejected_in_view(attempts, [4, 5, 5, 6]) == [1, 2] and rejected_in_view(attempts, [6, 7]) == []
+    zoom_to_it = "<think>closer</think> <answer> {'action': 'zoom', 'first': 3, 'last': 4} </answer>"
+    pick_it = "<think>same</think> <answer> [{'frame_idx': 0, 'object description': 'rider in red'}] </answer>"
+    policy = ScriptedPolicy([SELECT, BOX, REJECT, zoom_to_it, pick_it])
+    state, _ = run(policy, small_clip, tmp_path, BoxTracker())
+    assert kinds(state) == ["interpret", "ground", "verify", "reselect", "zoom"]
+    assert state["turns"][-1]["image_frames"][0] == 5 and "frame_idx 0 was rejected" in state["reason"]
+
+
+def test_each_target_needs_its_own_grounding_turn_within_the_budget(small_clip: Path, tmp_path: Path) -> None:
+    two = (
+        "<think>both</think> <answer> [{'frame_idx': 3, 'object description': 'rider in red'}, "
+        "{'frame_idx': 5, 'object description': 'rider in blue'}] </answer>"
+    )
+    state, _ = run(ScriptedPolicy([two, BOX, BOX]), small_clip, tmp_path / "a", BoxTracker(), max_turns=2)
+    assert kinds(state) == ["interpret"] and "ground the 2 target(s)" in state["reason"]
+    state, _ = run(ScriptedPolicy([two, BOX, OTHER_BOX]), small_clip, tmp_path / "b", BoxTracker(), max_turns=3)
+    assert kinds(state) == ["interpret", "ground", "ground"] and state["status"] == Status.OK.value

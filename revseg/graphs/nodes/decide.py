@@ -46,10 +46,6 @@ async def decide(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str,
             "status": Status.NO_TARGET.value,
             "reason": "the model found no target",
         }
-    if left < 1:
-        return _stop(
-            turns, attempts, f"no turn left to ground the keyframe of turn {number} (max {settings.max_turns})"
-        )
     objects = answer.objects[: settings.max_objects] if settings.max_objects else answer.objects
     targets = [
         Target(description=o.description, sample_idx=o.sample_idx, frame_index=view[o.sample_idx]).model_dump(
@@ -57,6 +53,9 @@ async def decide(state: ChainState, runtime: Runtime[ChainContext]) -> dict[str,
         )
         for o in objects
     ]
+    if left < len(targets):  # one grounding turn per target
+        why = f"no turns left to ground the {len(targets)} target(s) of turn {number} (max {settings.max_turns})"
+        return _stop(turns, attempts, why)
     return {"turns": turns, "action": "ground", "targets": targets, "zoom": None}
 
 

@@ -12,7 +12,7 @@ import pytest
 from revseg.graphs import ChainContext, build_graph, trajectory_from_state
 from revseg.policies.actions import parse_look_answer, parse_verdict
 from revseg.policies.openai import OpenAIPolicy
-from revseg.policies.tools import LOOK_AGAIN_TOOLS, call_text, text_call, with_tool_calls
+from revseg.policies.tool_calls import LOOK_AGAIN_TOOLS, call_text, text_call, with_tool_calls
 from revseg.settings import ChainSettings
 from revseg.testing.chat_server import ChatServerLog, chat_server
 from revseg.testing.fakes import BoxTracker
