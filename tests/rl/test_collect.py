@@ -99,7 +99,7 @@ def test_a_rollout_is_recorded_exactly_as_the_agent_records_a_run_with_that_seed
 
 
 def test_the_look_again_program_is_collected_and_keeps_only_what_its_rebuild_reads(tmp_path: Path) -> None:
-    from revseg.graphs.frames import turn_images
+    from revseg.graphs.images import turn_images
     from revseg.rl.groundtruth import MaskGroundTruth
     from revseg.testing.longclips import LongClipOracle, LongClipTracker, make_long_clips
     from revseg.tools.frame_cache import ResizedFrameCache
