@@ -298,11 +298,9 @@ class LongClipOracle:
             verdict = "{'verdict': 'accept'}" if right else f"{{'verdict': 'reject', 'reason': '{why}'}}"
             text = f"<think> {'right' if right else 'wrong'} object </think> <answer> {verdict} </answer>"
         else:
-            view = len(seen.views) - 1
+            # A rejected keyframe stays excluded in every later view, zoomed ones too (as the graph has it).
             rejected = [
-                k
-                for (k, shown), shape in zip(seen.keyframes, seen.boxes, strict=False)
-                if shown == view and shape != clip.clip.target
+                k for (k, _), shape in zip(seen.keyframes, seen.boxes, strict=False) if shape != clip.clip.target
             ]
             text = self._look(clip, seen.views[-1], rejected, zoom=_ZOOM_OFFERED in messages[0].text)
         return Generation(text=text, finish_reason="stop")
