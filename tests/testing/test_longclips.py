@@ -145,3 +145,16 @@ def test_over_http_the_oracle_takes_the_same_turns_as_in_process(videos: Path, t
     assert [t.name for t in remote.turns] == [t.name for t in local.turns]
     assert [t.response for t in remote.turns] == [t.response for t in local.turns]
     assert remote.targets == local.targets and len(local.turns) > 4
+
+
+def test_when_only_the_rejected_frame_shows_the_target_the_oracle_zooms_and_picks_another(
+    videos: Path, tmp_path: Path
+) -> None:
+    once = next(c for c in CLIPS if sum(c.box(t) is not None for t in sample_indices(c.num_frames, 8)) == 1)
+    record = run(once, videos, tmp_path / "look", LOOK, first_box_error=1.0)
+    kinds = [t.name for t in record.turns]
+    assert kinds == ["interpret", "ground", "verify", "reselect", "zoom", "ground", "verify"]
+    rejected, accepted = record.attempts
+    assert (rejected.verdict, accepted.verdict) == ("reject", "accept")
+    assert accepted.targets[0].frame_index != rejected.targets[0].frame_index  # excluded in the zoomed view too
+    assert record.status == Status.OK and record.reason is None
