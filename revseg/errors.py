@@ -62,3 +62,11 @@ class DatasetError(RevsegError):
 
 class TrainingError(RevsegError):
     """Recorded data cannot train this model as asked (wrong behaviour policy, no token ids, no groups)."""
+
+
+class InputsChangedError(TrainingError):
+    """A recorded run's inputs changed since it was recorded (its video, the chat template): a rebuild would differ."""
+
+
+class InputsChangedWarning(UserWarning):
+    """A rebuild may not see exactly what the policy saw (lossy wire images, a moved file time, other weights)."""

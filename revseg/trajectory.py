@@ -64,10 +64,19 @@ class VideoRef(BaseModel):
     height: int
     fps: float | None = None
     backend: str = Field(description="Frame reader that decoded it (folder, decord, pyav, ...).")
+    file_bytes: int | None = Field(
+        None, description="Size of the file (or a frame folder's files) when read: a rebuild checks it is unchanged."
+    )
+    modified_ns: int | None = Field(None, description="Its modification time (ns since the epoch) when read.")
 
 
 class PolicyInfo(BaseModel):
-    """The behaviour policy's identity, so training can tell on- from off-policy data."""
+    """The behaviour policy's identity, so training can tell on- from off-policy data.
+
+    ``revision``, ``chat_template_sha256`` and ``image_encoding`` are what a rebuild of
+    the policy's inputs depends on beyond its name (``revseg.provenance``); they are None
+    in records older than them and where a backend cannot know them (an API model's weights).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -75,6 +84,13 @@ class PolicyInfo(BaseModel):
     backend: str
     model: str
     box_convention: BoxConvention = "absolute"
+    revision: str | None = Field(
+        None, description="The weights: 'hub:<commit>' for a hub snapshot, 'local:<digest>' for a folder (hf)."
+    )
+    chat_template_sha256: str | None = Field(None, description="SHA-256 of the chat template that rendered prompts.")
+    image_encoding: str | None = Field(
+        None, description="How images went on the wire (API backends): 'png' (lossless) or 'jpeg:95'."
+    )
 
 
 class ServerExchange(BaseModel):

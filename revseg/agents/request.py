@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from revseg.errors import InputError, OutputError
+from revseg.settings import SamplingParams
 from revseg.trajectory import Status, Trajectory
 
 if TYPE_CHECKING:
@@ -21,6 +22,8 @@ class RunRequest:
     """One run of the chain: a video, what to segment in it, and optionally where to write and under which ids.
 
     The request of a single :meth:`~revseg.agents.ReVSegAgent.arun` and of each item of a batch alike.
+    ``sampling`` overrides the agent's sampling parameters for this run only (rollout
+    collection gives each rollout of a group its own seed); None keeps the agent's.
     """
 
     video: str | Path
@@ -28,6 +31,7 @@ class RunRequest:
     out_dir: str | Path | None = None
     query_id: str | None = None
     group_id: str | None = None
+    sampling: SamplingParams | None = None
 
     @classmethod
     def coerce(cls, item: RunRequest | tuple[Any, ...]) -> RunRequest:

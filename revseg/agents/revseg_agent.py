@@ -111,6 +111,7 @@ class ReVSegAgent:
         query_id: str | None = None,
         group_id: str | None = None,
         thread_id: str | None = None,
+        sampling: SamplingParams | None = None,
         on_step: Callable[[str, dict[str, Any]], None] | None = None,
         on_start: Callable[[str], None] | None = None,
     ) -> SegmentationResult:
@@ -120,6 +121,7 @@ class ReVSegAgent:
         undecodable video, an unwritable folder) raises a RevsegError; model answers that
         do not parse end the run with a failure status instead. ``on_start(node)`` and
         ``on_step(node, update)`` are called as each reasoning step starts and finishes.
+        ``sampling`` overrides the agent's sampling parameters for this run only.
         The blocking form of :meth:`arun`.
         """
         return run_sync(
@@ -130,6 +132,7 @@ class ReVSegAgent:
                 query_id=query_id,
                 group_id=group_id,
                 thread_id=thread_id,
+                sampling=sampling,
                 on_step=on_step,
                 on_start=on_start,
             )
@@ -144,6 +147,7 @@ class ReVSegAgent:
         query_id: str | None = None,
         group_id: str | None = None,
         thread_id: str | None = None,
+        sampling: SamplingParams | None = None,
         on_step: Callable[[str, dict[str, Any]], None] | None = None,
         on_start: Callable[[str], None] | None = None,
     ) -> SegmentationResult:
@@ -155,7 +159,7 @@ class ReVSegAgent:
         """
         async with self._graph_scope() as graph:
             return await self._arun(
-                graph, RunRequest(video, query, out_dir, query_id, group_id), thread_id, on_step, on_start
+                graph, RunRequest(video, query, out_dir, query_id, group_id, sampling), thread_id, on_step, on_start
             )
 
     def resume(
@@ -300,6 +304,8 @@ class ReVSegAgent:
         on_start: Callable[[str], None] | None,
     ) -> SegmentationResult:
         context = self.context  # shared by every run, frame cache included: queries on one video decode it once
+        if request.sampling is not None:  # a per-run override; backends and frame cache stay shared
+            context = dataclasses.replace(context, sampling=request.sampling)
         config = _thread_config(thread_id) if thread_id is not None else None
         state: dict[str, Any] = {}
         async for part in graph.astream(inputs, config, context=context, stream_mode=STREAM_MODES, version="v2"):
@@ -315,12 +321,12 @@ class ReVSegAgent:
         if config is not None:
             snapshot = await graph.aget_state(config)
             if snapshot.interrupts:
-                trajectory = trajectory_from_state(dict(snapshot.values), self.context, **ids)
+                trajectory = trajectory_from_state(dict(snapshot.values), context, **ids)
                 question = snapshot.interrupts[0].value
                 trajectory.status = Status.PENDING_REVIEW
                 trajectory.reason = f"waiting for a {question.get('stage')} review of thread {thread_id}"
                 return SegmentationResult(trajectory=trajectory, out_dir=out, thread_id=thread_id, review=question)
-        trajectory = trajectory_from_state(state, self.context, **ids)
+        trajectory = trajectory_from_state(state, context, **ids)
         await asyncio.to_thread(self._finish, trajectory, out)
         return SegmentationResult(trajectory=trajectory, out_dir=out, thread_id=thread_id)
 

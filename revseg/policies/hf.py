@@ -39,6 +39,7 @@ from revseg.hub import resolve_model_dir
 from revseg.policies.base import Generation, Message
 from revseg.policies.tokens import closed_turn, end_of_turn_id, placeholder_token_ids, splice_history
 from revseg.policies.wire import wire_messages
+from revseg.provenance import model_revision, template_sha256
 from revseg.settings import SamplingParams
 from revseg.trajectory import BoxConvention, PolicyInfo
 
@@ -111,10 +112,13 @@ class HFPolicy:
         """Wrap a loaded model and processor; most callers want :meth:`from_spec`.
 
         The model's generation config is replaced by one holding only its end and pad ids.
+        ``info`` gains the processor's chat-template hash when it has none.
         """
         self.model = model
         self.processor = processor
-        self._info = info
+        # The template that renders every prompt is part of what a rebuild must match (revseg.provenance).
+        template = template_sha256(getattr(processor, "chat_template", None))
+        self._info = info if info.chat_template_sha256 else info.model_copy(update={"chat_template_sha256": template})
         self._lock = threading.Lock()
         tokenizer = processor.tokenizer
         eos = model.generation_config.eos_token_id
@@ -178,7 +182,9 @@ class HFPolicy:
             raise ModelLoadError(f"could not load policy '{ref}' from {path}: {_one_line(exc)}") from exc
         model.eval()
         logger.info("loaded %s (%s, %s, %s) in %.1fs", path, device, torch_dtype, attn, time.perf_counter() - started)
-        info = PolicyInfo(spec=spec or f"hf:{ref}", backend="hf", model=ref, box_convention=convention)
+        info = PolicyInfo(
+            spec=spec or f"hf:{ref}", backend="hf", model=ref, box_convention=convention, revision=model_revision(path)
+        )
         return cls(model, processor, info)
 
     @property

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPES = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}  # PIL mode -> (PNG colour type, channels)
 _FILTER_UP = 2
+JPEG_QUALITY = 95  # when a backend is told to send JPEG (smaller requests; lossy, so rebuilds differ)
 
 
 def encode_png(image: Image, level: int = 1) -> bytes:
@@ -53,11 +54,16 @@ def encode_png(image: Image, level: int = 1) -> bytes:
     )
 
 
+def wire_encoding(image_format: str = "png") -> str:
+    """How :func:`image_base64` encodes for ``image_format``, as trajectories record it: ``png`` or ``jpeg:95``."""
+    return f"jpeg:{JPEG_QUALITY}" if image_format.lower() in {"jpg", "jpeg"} else "png"
+
+
 def image_base64(image: Image, image_format: str = "png") -> tuple[str, str]:
     """Return ``(base64 data, mime type)``; PNG (lossless) unless ``image_format`` is jpeg."""
     if image_format.lower() in {"jpg", "jpeg"}:
         buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, format="JPEG", quality=95)
+        image.convert("RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY)
         return base64.b64encode(buffer.getvalue()).decode("ascii"), "image/jpeg"
     return base64.b64encode(encode_png(image)).decode("ascii"), "image/png"
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from revseg.errors import PolicyError, SpecError
 from revseg.policies.base import Generation, ImagePart, Message
-from revseg.policies.images import EncodedImageCache, image_base64
+from revseg.policies.images import EncodedImageCache, image_base64, wire_encoding
 from revseg.policies.wire import content_blocks
 from revseg.settings import SamplingParams
 from revseg.trajectory import BoxConvention, PolicyInfo
@@ -102,7 +102,13 @@ class LangChainPolicy:
     @property
     def info(self) -> PolicyInfo:
         """The integration and model name; never the model's credentials or endpoint."""
-        return PolicyInfo(spec=self._spec, backend="langchain", model=self._name, box_convention=self._box_convention)
+        return PolicyInfo(
+            spec=self._spec,
+            backend="langchain",
+            model=self._name,
+            box_convention=self._box_convention,
+            image_encoding=wire_encoding(self._image_format),
+        )
 
     def seen_size(self, width: int, height: int) -> tuple[int, int]:
         """The size sent: what a provider does to images is not visible through langchain."""

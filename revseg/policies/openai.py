@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from revseg.errors import MalformedResponseError, ModelLoadError, PolicyError, SpecError
 from revseg.policies.base import Generation, Message
-from revseg.policies.images import EncodedImageCache, image_base64
+from revseg.policies.images import EncodedImageCache, image_base64, wire_encoding
 from revseg.policies.tokens import answer_token_ids
 from revseg.policies.tool_calls import LOOK_AGAIN_TOOLS, call_text, first_call, with_tool_calls
 from revseg.policies.wire import wire_messages
@@ -177,7 +177,13 @@ class OpenAIPolicy:
     @property
     def info(self) -> PolicyInfo:
         """Identity of the served model; the endpoint URLs and key are deliberately left out."""
-        return PolicyInfo(spec=self._spec, backend="openai", model=self._model, box_convention=self._box_convention)
+        return PolicyInfo(
+            spec=self._spec,
+            backend="openai",
+            model=self._model,
+            box_convention=self._box_convention,
+            image_encoding=wire_encoding(self._image_format),
+        )
 
     @property
     def endpoint_requests(self) -> list[int]:

@@ -1,6 +1,10 @@
 """Rollout collection: the chain n times per (video, query) with sampling on, scored, stored by group.
 
-Each group's n rollouts run concurrently through the compiled graph (a local ``hf:`` policy
+Each rollout is a run of :class:`~revseg.agents.ReVSegAgent` with a per-run sampling seed,
+so a rollout is recorded exactly as a user's run is, whatever chain program the settings
+name; what a rebuild of its turns reads besides the video (the masks a ``look_again``
+verify turn saw drawn) stays in the store's ``artefacts/`` folder. Each group's n
+rollouts run concurrently (a local ``hf:`` policy
 takes them one at a time; an ``openai:`` server, vLLM being the fast path, takes them
 together), are scored against ground truth (:mod:`revseg.rl.rewards`) and appended to the
 :class:`~revseg.trajectory_store.TrajectoryStore` with one write. So a crash (even SIGKILL)
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -33,11 +38,12 @@ from revseg.trajectory import Trajectory
 from revseg.trajectory_store import TrajectoryStore
 
 if TYPE_CHECKING:
-    from revseg.tools.frame_cache import ResizedFrameCache
+    from revseg.agents import ReVSegAgent
 
 logger = logging.getLogger(__name__)
 
-"""Sampling on, untruncated: behaviour log-probs then equal the model's own tempered distribution."""
+ROLLOUT_ARTEFACTS = "artefacts"
+"""The store's folder for what a rollout's rebuild reads besides the video (look_again's verify masks)."""
 
 
 @dataclass(frozen=True)
@@ -162,28 +168,32 @@ async def acollect(
     on_group: Callable[[str, list[Trajectory]], None] | None = None,
 ) -> CollectReport:
     """The async form of :func:`collect` (same arguments), for callers inside an event loop."""
-    from revseg.graphs import build_graph
-    from revseg.policies import build_policy
-    from revseg.tools.frame_cache import ResizedFrameCache
+    from revseg.agents import ReVSegAgent
 
     if group_size < 1 or workers < 1:
         raise ValueError("group_size and workers must be at least 1")
     store = store if isinstance(store, TrajectoryStore) else TrajectoryStore(store)
-    policy = build_policy(policy) if isinstance(policy, str) else policy
-    settings = settings or ChainSettings()
+    # The agent runs and records every rollout, as it does a user's run: one frame cache for the
+    # whole collection (a video's items and their rollouts decode it once), no overlay or report.
+    agent = ReVSegAgent(
+        policy,
+        tracker,
+        settings=settings,
+        sampling=sampling,
+        frame_backend=frame_backend,
+        overlay=False,
+        report=False,
+    )
+    artefacts = store.root / ROLLOUT_ARTEFACTS
     report = CollectReport()
     skip = done_keys(store) if resume else set()
-    graph = build_graph()
     gate = asyncio.Semaphore(workers)
     totals: list[float] = []
-    frames = ResizedFrameCache()  # one for the whole collection: a video's items and their rollouts decode it once
 
     async def one(item: CollectItem) -> None:
         async with gate:
             try:
-                group = await _rollout_group(
-                    graph, item, policy, tracker, settings, sampling, group_size, seed, frame_backend, frames
-                )
+                group = await _rollout_group(agent, item, sampling, group_size, seed, artefacts)
                 truth = await asyncio.to_thread(item.truth)
                 scored = [score(t, truth, reward_config).model_copy(update={"group_size": group_size}) for t in group]
                 await asyncio.to_thread(store.append, scored)
@@ -210,45 +220,53 @@ async def acollect(
     try:
         await asyncio.gather(*(one(item) for item in todo))
     finally:
-        frames.close()
+        agent.context.frame_cache.close()
     report.mean_reward = sum(totals) / len(totals) if totals else 0.0
     return report
 
 
 async def _rollout_group(
-    graph: Any,
-    item: CollectItem,
-    policy: Any,
-    tracker: Any,
-    settings: ChainSettings,
-    sampling: SamplingParams,
-    n: int,
-    seed: int | None,
-    frame_backend: str,
-    cache: ResizedFrameCache,
+    agent: ReVSegAgent, item: CollectItem, sampling: SamplingParams, n: int, seed: int | None, artefacts: Path
 ) -> list[Trajectory]:
-    """n runs of the chain on one item, concurrently, through the collection's frame cache; one group id."""
-    from revseg.graphs import ChainContext, ChainInput, trajectory_from_state
+    """n runs of the agent on one item, concurrently, each with its own sampling seed; one group id.
 
+    Each run writes into its own folder under ``artefacts``; what its record needs to be
+    rebuilt (the masks a look_again verify turn saw drawn) stays there, the rest is removed.
+    """
     group_id = uuid.uuid4().hex
 
     async def run(index: int) -> Trajectory:
-        context = ChainContext(
-            policy=policy,
-            tracker=tracker,
-            settings=settings,
-            sampling=sampling.model_copy(update={"seed": rollout_seed(seed, item.key, index)}),
-            frame_backend=frame_backend,
-            frame_cache=cache,
-        )
-        with tempfile.TemporaryDirectory(prefix="revseg-collect-") as out:
-            inputs = ChainInput(video_path=item.video, query=item.query, out_dir=out)
-            state = await graph.ainvoke(inputs, context=context)
-            trajectory = trajectory_from_state(dict(state), context, query_id=item.key, group_id=group_id)
-        trajectory.outputs = {}  # the temporary folder is gone: no artefact paths in the record
+        per_run = sampling.model_copy(update={"seed": rollout_seed(seed, item.key, index)})
+        out = artefacts / f"{group_id}-{index}"
+        try:
+            result = await agent.arun(
+                item.video, item.query, out, query_id=item.key, group_id=group_id, sampling=per_run
+            )
+        except BaseException:
+            shutil.rmtree(out, ignore_errors=True)
+            raise
+        trajectory = result.trajectory
+        if not _keep_referenced(out, trajectory):
+            shutil.rmtree(out, ignore_errors=True)
+        trajectory.outputs = {}  # artefact paths other than the rebuild's are gone
         return trajectory
 
     return list(await asyncio.gather(*(run(i) for i in range(n))))
+
+
+def _keep_referenced(out: Path, trajectory: Trajectory) -> bool:
+    """Delete every file under ``out`` but the mask files the record's verify turns and attempts point to.
+
+    Returns whether any is kept. The paper's chain refers to none, so its rollouts leave nothing behind.
+    """
+    paths = [t.overlay for t in trajectory.turns] + [a.masks for a in trajectory.attempts]
+    referenced = {Path(p).resolve() for p in paths if p}
+    if not out.is_dir():
+        return False
+    for file in [p for p in out.rglob("*") if p.is_file()]:
+        if file.resolve() not in referenced:
+            file.unlink(missing_ok=True)
+    return any(p.is_file() for p in out.rglob("*"))
 
 
 # --------------------------------------------------------------------------- benchmarks as items

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from revseg.rl.rebuild import input_changes
 from revseg.trajectory import Trajectory, TurnRecord
 
 
@@ -25,6 +26,7 @@ def describe(t: Trajectory, *, max_chars: int = 2000) -> str:
         f"query: {t.query}",
         f"video: {t.video.path} ({t.video.num_frames} frames, {t.video.width}x{t.video.height}, {t.video.backend})",
         f"policy: {t.policy.spec}  sampling: {t.sampling.model_dump()}",
+        *_provenance(t),
         f"program: {t.settings.program}  prompt set: {t.settings.prompt_set}  sampled frames: {t.sampled_indices}",
         f"status: {t.status.value}" + (f" ({t.reason})" if t.reason else ""),
     ]
@@ -44,6 +46,20 @@ def describe(t: Trajectory, *, max_chars: int = 2000) -> str:
     if t.rewards is not None:
         out.append("rewards: " + "  ".join(f"{k}={v:.4g}" for k, v in t.rewards.items()))
     return "\n".join(out)
+
+
+def _provenance(t: Trajectory) -> list[str]:
+    """What a rebuild depends on, as recorded, and what has changed since (video, wire images)."""
+    info, video = t.policy, t.video
+    known = {
+        "revision": info.revision,
+        "chat template": info.chat_template_sha256 and info.chat_template_sha256[:12],
+        "images sent as": info.image_encoding,
+        "video bytes": video.file_bytes,
+    }
+    shown = "  ".join(f"{k}: {v}" for k, v in known.items() if v is not None)
+    lines = [f"rebuild inputs: {shown}"] if shown else []
+    return lines + [f"changed since recorded: {c}" for c in input_changes(t)]
 
 
 def _turn(number: int, turn: TurnRecord, max_chars: int) -> list[str]:

@@ -33,7 +33,9 @@ from typing import Any
 
 from revseg.errors import ModelLoadError, TrainingError
 from revseg.policies.tokens import placeholder_token_ids
+from revseg.provenance import model_revision, template_sha256
 from revseg.rl.grpo import GRPOConfig, LossStats, group_advantages, grpo_loss, sft_loss, token_weights
+from revseg.rl.rebuild import check_rebuild
 from revseg.rl.sequences import answer_logps, has_placeholder_tokens, rollout_sequences, turn_tokens
 from revseg.tools.frame_cache import ResizedFrameCache
 from revseg.trajectory import Status, Trajectory
@@ -188,6 +190,12 @@ def train(
     accelerator = Accelerator()
     torch.manual_seed(config.seed)
     model, processor, build_inputs = _load(model_dir, accelerator.device, config)
+    # Before any step: a record whose video or template changed would train on inputs the policy never saw.
+    check_rebuild(
+        (t for group in groups for t in group),
+        chat_template_sha256=template_sha256(getattr(processor, "chat_template", None)),
+        model_revision=model_revision(model_dir),
+    )
     reference = None
     if config.algorithm == "grpo" and config.beta != 0.0 and config.reference_model is not None:
         reference_dir = resolve_model_dir(

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from revseg.provenance import video_stat
 from revseg.trajectory import VideoRef
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class ResizedFrameCache:
         return len(self._items)
 
     def probe(self, path: str | Path, backend: str = "auto") -> VideoRef:
-        """The video's reference (frame count, size, fps, backend), opening it only the first time."""
+        """The video's reference (frames, size, fps, backend, file bytes and time), opening it only the first time."""
         path, identity = _file_identity(path)
         key: _VideoKey = (path, backend, identity)
         with self._lock:
@@ -66,6 +67,9 @@ class ResizedFrameCache:
             return ref
         with self._video_lock(path, backend):
             ref = self._reader(key).ref
+            stat = video_stat(path)  # what a rebuild checks the video against (revseg.provenance)
+            if stat is not None:
+                ref = ref.model_copy(update={"file_bytes": stat[0], "modified_ns": stat[1]})
         with self._lock:
             self._refs[key] = ref
             while len(self._refs) > _MAX_REFS:

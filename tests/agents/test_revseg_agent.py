@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from revseg import ReVSegAgent, Status, Trajectory
 from revseg.errors import OutputError
+from revseg.settings import SamplingParams
 from revseg.testing.chat_server import chat_server, paper_responder
 from revseg.testing.fakes import BoxTracker, ScriptedPolicy
 
@@ -80,3 +82,29 @@ def test_backends_from_spec_strings_are_built_once_and_reused(
     assert first.trajectory.targets[0].box == pytest.approx((0.0, 0.0, 320.0, 180.0))
     assert first.trajectory.query_id == "q1" and first.trajectory.run_id != second.trajectory.run_id
     assert first.masks is not None and first.masks.num_frames == 24
+
+
+class _SamplingSpy(ScriptedPolicy):
+    """A scripted policy that keeps the sampling parameters of every turn it was asked for."""
+
+    def __init__(self, answers: list[str | Exception]) -> None:
+        super().__init__(answers)
+        self.seen: list[SamplingParams] = []
+
+    def generate(self, messages: Any, sampling: SamplingParams) -> Any:
+        self.seen.append(sampling)
+        return super().generate(messages, sampling)
+
+
+def test_a_per_run_sampling_override_reaches_the_policy_and_the_record_and_only_that_run(
+    small_clip: Path, tmp_path: Path
+) -> None:
+    policy = _SamplingSpy([TURN1, TURN2, TURN1, TURN2])
+    agent = ReVSegAgent(policy, BoxTracker(), sampling=SamplingParams(temperature=0.0), overlay=False, report=False)
+    override = SamplingParams(temperature=1.0, seed=1234)
+    hot = agent.run(small_clip, "who leads?", tmp_path / "hot", sampling=override)
+    cold = agent.run(small_clip, "who leads?", tmp_path / "cold")
+    assert policy.seen == [override, override, agent.context.sampling, agent.context.sampling]
+    assert hot.trajectory.sampling == override and Trajectory.load(hot.out_dir / "trajectory.json").sampling == override
+    assert cold.trajectory.sampling == SamplingParams(temperature=0.0)
+    assert hot.trajectory.targets == cold.trajectory.targets  # the same run otherwise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -22,6 +23,7 @@ from revseg.policies import build_policy
 from revseg.policies.base import ImagePart, Message, TextPart
 from revseg.policies.hf import BOX_CONVENTIONS, HFPolicy, pick_attn_implementation, pick_dtype
 from revseg.policies.tokens import placeholder_token_ids
+from revseg.provenance import model_revision
 from revseg.settings import SamplingParams
 from tests.policies.conformance import conformance_test, first_turn, second_turn, small_image
 
@@ -78,6 +80,16 @@ def test_loading_records_identity_and_box_convention_per_family(
     assert hf_qwen3_policy.info.box_convention == "norm1000"
     info = hf_qwen25_policy.info
     assert (info.spec, info.backend, info.model) == (f"hf:{tiny_qwen25_dir}", "hf", str(tiny_qwen25_dir))
+
+
+def test_loading_records_the_weights_revision_and_the_chat_templates_hash(
+    hf_qwen25_policy: HFPolicy, tiny_qwen25_dir: Path
+) -> None:
+    info = hf_qwen25_policy.info
+    assert info.revision == model_revision(tiny_qwen25_dir) and str(info.revision).startswith("local:")
+    template = (tiny_qwen25_dir / "chat_template.jinja").read_text()
+    assert info.chat_template_sha256 == hashlib.sha256(template.encode()).hexdigest()
+    assert info.image_encoding is None  # pixels go to the processor as they are
 
 
 def test_build_policy_spec_passes_options_through(tiny_qwen3_dir: Path) -> None:

@@ -432,3 +432,10 @@ def test_a_dead_endpoint_is_skipped_and_all_dead_is_a_policy_error() -> None:
 def test_one_endpoint_named_twice_is_a_spec_error() -> None:
     with pytest.raises(SpecError, match="twice"):
         OpenAIPolicy("m", base_url="http://127.0.0.1:9/v1, http://127.0.0.1:9/v1")
+
+
+@pytest.mark.parametrize(("image_format", "recorded"), [("png", "png"), ("jpeg", "jpeg:95"), ("JPG", "jpeg:95")])
+def test_the_record_says_how_images_went_on_the_wire(image_format: str, recorded: str) -> None:
+    policy = OpenAIPolicy("m", base_url="http://127.0.0.1:9/v1", image_format=image_format)
+    assert policy.info.image_encoding == recorded
+    assert policy.info.revision is None and policy.info.chat_template_sha256 is None  # the server's, unknowable

@@ -76,3 +76,55 @@ def test_any_source_of_items_works_and_bad_videos_are_reported(revos_train: Path
     report = collect(items, synth.QueryBoxPolicy(), store, group_size=3, settings=SETTINGS)
     assert report.groups_written == 1 and [k for k, _ in report.failed] == ["mine/1"]
     assert [t.rewards["total"] for t in store] == [3.0, 3.0, 3.0]
+
+
+def test_a_rollout_is_recorded_exactly_as_the_agent_records_a_run_with_that_seed(
+    revos_train: Path, tmp_path: Path
+) -> None:
+    from revseg.agents import ReVSegAgent
+    from revseg.settings import DEFAULT_COLLECT_SAMPLING
+
+    item = next(iter(benchmark_items("revos", revos_train, "train", link_dir=tmp_path / "links")))
+    store = TrajectoryStore(tmp_path / "store")
+    collect([item], synth.QueryBoxPolicy(), store, group_size=1, settings=SETTINGS, seed=5)
+    (rollout,) = list(store)
+    sampling = DEFAULT_COLLECT_SAMPLING.model_copy(update={"seed": rollout_seed(5, item.key, 0)})
+    agent = ReVSegAgent(synth.QueryBoxPolicy(), None, settings=SETTINGS, overlay=False, report=False)
+    run = agent.run(item.video, item.query, tmp_path / "run", query_id=item.key, sampling=sampling).trajectory
+    varying = {"run_id", "group_id", "group_size", "created_at", "timings", "outputs", "rewards", "turns"}
+    assert rollout.model_dump(exclude=varying) == run.model_dump(exclude=varying)
+    assert [t.model_dump(exclude={"duration_s"}) for t in rollout.turns] == [
+        t.model_dump(exclude={"duration_s"}) for t in run.turns
+    ]
+
+
+def test_the_look_again_program_is_collected_and_keeps_only_what_its_rebuild_reads(tmp_path: Path) -> None:
+    from revseg.graphs.images import turn_images
+    from revseg.rl.groundtruth import MaskGroundTruth
+    from revseg.testing.longclips import LongClipOracle, LongClipTracker, make_long_clips
+    from revseg.tools.frame_cache import ResizedFrameCache
+
+    clips = make_long_clips(seed=5, count=2, num_frames=48)
+    items = [
+        CollectItem(c.name, str(c.write(tmp_path / c.name)), c.query, lambda c=c: MaskGroundTruth(c.clip.target_mask))
+        for c in clips
+    ]
+    store = TrajectoryStore(tmp_path / "store")
+    look = ChainSettings(num_frames=8, frame_size=(64, 48), keyframe_size=(64, 48), program="look_again")
+    oracle = LongClipOracle(clips, first_box_error=1.0)  # every first box is wrong: verify rejects, then re-grounds
+    report = collect(items, oracle, store, group_size=2, settings=look, tracker=LongClipTracker(clips), seed=1)
+    assert (report.groups_written, report.failed) == (2, [])
+    cache = ResizedFrameCache()
+    for t in store:
+        assert [a.verdict for a in t.attempts] == ["reject", "accept"] and t.rewards is not None
+        verify = [turn for turn in t.turns if turn.name == "verify"]
+        assert len(verify) == 2 and all(turn.overlay and Path(turn.overlay).is_file() for turn in verify)
+        video = t.video.path
+        images = turn_images(verify[0].model_dump(), lambda i, s, video=video: cache.read(video, i, s))
+        assert len(images) == len(verify[0].image_frames)  # the rebuild redraws what verify saw
+    kept = sorted(p.name for p in (store.root / "artefacts").rglob("*") if p.is_file())
+    assert kept and set(kept) == {"masks.json"}  # per-frame PNGs and the run's own files are gone
+
+    paper = TrajectoryStore(tmp_path / "paper")
+    collect(items, oracle, paper, group_size=2, settings=SETTINGS, tracker=LongClipTracker(clips))
+    assert not any(p.is_file() for p in (paper.root / "artefacts").rglob("*"))
