@@ -24,8 +24,11 @@ from revseg.trajectory import VideoRef
 
 
 def merge_timings(left: dict[str, float] | None, right: dict[str, float] | None) -> dict[str, float]:
-    """Reducer: each node adds its own stage timings."""
-    return {**(left or {}), **(right or {})}
+    """Reducer: each node adds its own stage timings, summed when a stage runs again (look_again tracks twice)."""
+    merged = dict(left or {})
+    for stage, seconds in (right or {}).items():
+        merged[stage] = merged.get(stage, 0.0) + seconds
+    return merged
 
 
 class ChainInput(TypedDict):

@@ -59,7 +59,6 @@ async def ask_next_turn(ctx: ChainContext, state: ChainState, turn: TurnRecord, 
 
     images = await asyncio.to_thread(turn_images, turn.model_dump(mode="json"), read)
     start = perf_counter()
-    spent = state.get("timings", {}).get(stage, 0.0)
     try:
         generation = await ask_policy(ctx.policy, [*messages, user_message(images, turn.prompt)], ctx.sampling)
     except PolicyError as exc:
@@ -69,7 +68,7 @@ async def ask_next_turn(ctx: ChainContext, state: ChainState, turn: TurnRecord, 
             "action": "end",
             "status": Status.POLICY_ERROR.value,
             "reason": str(exc),
-            "timings": {stage: spent + turn.duration_s},
+            "timings": {stage: turn.duration_s},
         }
     turn = record_turn(turn, generation, perf_counter() - start)
-    return {"turns": [*state["turns"], turn.model_dump(mode="json")], "timings": {stage: spent + turn.duration_s}}
+    return {"turns": [*state["turns"], turn.model_dump(mode="json")], "timings": {stage: turn.duration_s}}

@@ -242,3 +242,21 @@ def test_each_target_needs_its_own_grounding_turn_within_the_budget(small_clip: 
     assert kinds(state) == ["interpret"] and "ground the 2 target(s)" in state["reason"]
     state, _ = run(ScriptedPolicy([two, BOX, OTHER_BOX]), small_clip, tmp_path / "b", BoxTracker(), max_turns=3)
     assert kinds(state) == ["interpret", "ground", "ground"] and state["status"] == Status.OK.value
+
+
+def test_stage_times_add_up_over_every_attempt(small_clip: Path, tmp_path: Path) -> None:
+    """Tracking twice (a rejection) and grounding twice count both times, not only the last (cost per run)."""
+
+    class SlowTracker(BoxTracker):
+        def track(self, *args: Any, **kwargs: Any) -> Any:
+            import time
+
+            time.sleep(0.3)
+            return super().track(*args, **kwargs)
+
+    policy = ScriptedPolicy([SELECT, BOX, REJECT, SELECT_OTHER, OTHER_BOX, ACCEPT])
+    state, record = run(policy, small_clip, tmp_path, SlowTracker())
+    assert kinds(state) == ["interpret", "ground", "verify", "reselect", "ground", "verify"]
+    assert record.timings["segment"] >= 0.6  # two tracking passes of at least 0.3 s each
+    grounds = [t.duration_s for t in record.turns if t.name == "ground"]
+    assert record.timings["ground"] >= sum(grounds) - 1e-9
