@@ -48,6 +48,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from _common import record
 
+from revseg.testing.shapes import BACKGROUNDS
+
 CURVE = Path(__file__).with_name("learning_curve.png")
 ARMS = ("soft", "binary", "stale")
 """Arms: on-policy GRPO with the soft (paper) or binary temporal reward, and soft on stale rollouts."""
@@ -84,6 +86,7 @@ class Plan:
     seed: int
     num_frames: int = 4
     box_grid: int = 1
+    background: str = "plain"
 
 
 @dataclass
@@ -110,6 +113,8 @@ class Row:
     """Wall and process-CPU seconds of the round's phases (collect, train, evaluate)."""
     clip_fraction: float | None = None
     kl: float | None = None
+    clip_totals: dict[str, float] = field(default_factory=dict)
+    """Mean total reward per held-out clip: the same clips for every checkpoint, so gains can be paired."""
 
 
 # --------------------------------------------------------------------------- data
@@ -131,7 +136,7 @@ def split(plan: Plan, name: str) -> list[Any]:
     from revseg.testing.shapes import make_clips
 
     count = {"sft": plan.sft_clips, "train": plan.rounds * plan.items, "heldout": plan.eval_items}[name]
-    clips = make_clips(SEEDS[name] + 1000 * plan.seed, count)
+    clips = make_clips(SEEDS[name] + 1000 * plan.seed, count, background=plan.background)
     for clip in clips:
         folder = Path(plan.work) / "clips" / clip.name
         if not folder.exists():
@@ -188,8 +193,11 @@ def warm_up(plan: Plan, base: Path, clock: _Clock) -> tuple[Path, float, float]:
     started = time.perf_counter()
     out = Path(plan.work) / "sft"
     store = TrajectoryStore(Path(plan.work) / "sft-data")
-    if (out / "revseg_train.json").exists():  # a rerun in the same --work folder keeps its warm-up
-        return out, statistics.mean((t.rewards or {})["total"] for t in store), 0.0
+    timing = out / "warm_up_timing.json"
+    if (out / "revseg_train.json").exists():  # a rerun in the same --work folder keeps its warm-up, and its times
+        before = json.loads(timing.read_text()) if timing.exists() else {"seconds": 0.0, "phases": {}}
+        clock.phases.update(before["phases"], sft_reused=1.0)
+        return out, statistics.mean((t.rewards or {})["total"] for t in store), before["seconds"]
     clips = split(plan, "sft")
     with clock("sft_data"):
         for clip, item in zip(clips, items(plan, clips), strict=True):
@@ -206,7 +214,10 @@ def warm_up(plan: Plan, base: Path, clock: _Clock) -> tuple[Path, float, float]:
     )
     with clock("sft_train"):
         train(store, f"hf:{base}", out, config)
-    return out, statistics.mean(rewards) if rewards else 0.0, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    phases = {k: v for k, v in clock.phases.items() if k.startswith("sft_")}
+    timing.write_text(json.dumps({"seconds": seconds, "phases": phases}) + "\n")
+    return out, statistics.mean(rewards) if rewards else 0.0, seconds
 
 
 def evaluate(plan: Plan, checkpoint: Path, arm: str, round_: int, name: str) -> Row:
@@ -266,6 +277,7 @@ def evaluate(plan: Plan, checkpoint: Path, arm: str, round_: int, name: str) -> 
         seconds=time.perf_counter() - started,
         keyframe_by_kind={k: statistics.mean(v) for k, v in sorted(kinds.items())},
         se=se,
+        clip_totals={q: statistics.mean(v) for q, v in per_clip.items()},
     )
 
 
@@ -331,6 +343,34 @@ def run_arm(plan: Plan, arm: str, start: str) -> list[Row]:
         rows.append(row)
         print(f"[{arm}] round {round_}: {json.dumps(asdict(row))}", flush=True)
     return rows
+
+
+class LoadSampler:
+    """Samples the machine's 1-minute load average every ``interval_s`` in a thread, from construction to stop()."""
+
+    def __init__(self, interval_s: float = 20.0) -> None:
+        import threading
+
+        self.samples = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._interval_s = interval_s
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> None:
+        """Stop sampling (takes one last sample)."""
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(os.getloadavg()[0])
+
+    def text(self) -> str:
+        """``load average (1 min) mean 7.9, min 5.1, max 11.0 over N samples`` for the notes."""
+        xs = self.samples
+        return f"machine load average (1 min) mean {statistics.mean(xs):.1f}, min {min(xs):.1f}, max {max(xs):.1f}"
 
 
 class _Clock:
@@ -461,9 +501,13 @@ def verdict(rows: list[Row], start: Row) -> str:
         f"{kf_soft:.3f} vs {kf_binary:.3f}. Last round alone: {last['soft'].total:.3f} vs {last['binary'].total:.3f}."
     )
     for arm in ARMS:
-        gain = last[arm].total - start.total
-        se = (last[arm].total_se ** 2 + start.total_se**2) ** 0.5
-        parts.append(f"{arm}: last round - warm-up = {gain:+.3f} ({gain / se if se else 0.0:+.1f} s.e.).")
+        diff, se, paired = gain(start, last[arm])
+        parts.append(
+            f"{arm}: last round - warm-up = {diff:+.3f} = {diff / start.total_se if start.total_se else 0.0:+.1f} "
+            f"s.e. of the warm-up's mean ({start.total_se:.3f}); {diff / se if se else 0.0:+.1f} s.e. of the "
+            f"difference taken as independent ({se:.3f}), {diff / paired if paired else 0.0:+.1f} paired over "
+            f"the same held-out clips ({paired:.3f})."
+        )
     stale = [r for r in rows if r.arm == "stale"]
     fresh = [r for r in rows if r.arm == "soft"]
     if stale and fresh:
@@ -474,6 +518,15 @@ def verdict(rows: list[Row], start: Row) -> str:
             f"{clip_stale:.4f} vs {clip_fresh:.4f} on-policy, KL to the warm-up model {kl_stale:.4f} vs {kl_fresh:.4f}."
         )
     return " ".join(parts)
+
+
+def gain(start: Row, row: Row) -> tuple[float, float, float]:
+    """(row's total - start's, its s.e. as if independent, its s.e. paired over the held-out clips both scored)."""
+    diff = row.total - start.total
+    independent = (row.total_se**2 + start.total_se**2) ** 0.5
+    shared = [row.clip_totals[q] - start.clip_totals[q] for q in start.clip_totals if q in row.clip_totals]
+    paired = statistics.stdev(shared) / len(shared) ** 0.5 if len(shared) > 1 else independent
+    return diff, independent, paired
 
 
 def learning_record(start: Row, rows: list[Row]) -> dict[str, Any]:
@@ -537,6 +590,12 @@ def main() -> None:
     parser.add_argument(
         "--box-grid", type=int, default=1, help="the teacher rounds box coordinates to multiples of this (px seen)"
     )
+    parser.add_argument(
+        "--background",
+        choices=BACKGROUNDS,
+        default="gradient",
+        help="clip background: a colour ramp that tells each pixel where it is, or plain grey",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--seed", type=int, default=0, help="offsets every clip seed and sampling seed")
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a new temporary one)")
@@ -549,6 +608,7 @@ def main() -> None:
         args.rounds = 3  # the stale arm needs rounds older than the trained one
 
     started = time.perf_counter()
+    load = LoadSampler()
     work = args.work or Path(tempfile.mkdtemp(prefix="revseg-learning-"))
     plan = Plan(
         work=str(work),
@@ -573,6 +633,7 @@ def main() -> None:
         seed=args.seed,
         num_frames=args.num_frames,
         box_grid=args.box_grid,
+        background=args.background,
     )
     import torch
 
@@ -599,6 +660,7 @@ def main() -> None:
         arm_rows = [row for future in futures for row in future.result()]
     rows += arm_rows
     elapsed = time.perf_counter() - started
+    load.stop()
     (work / "rows.json").write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n")
 
     text = (
@@ -608,17 +670,20 @@ def main() -> None:
     )
 
     per_kind = kinds_text(arm_rows, start)
+    reused = " (this warm-up was made by an earlier run in the same --work folder; its times are that run's)"
+    reused = reused if warm.get("sft_reused") else ""
     keyframe_rule = "any sampled frame showing the target" if plan.sft_keyframe == "visible" else "largest GT box"
     notes = (
         f"Tiny random Qwen2.5-VL (revseg.testing, hidden {plan.hidden_size}, {plan.num_layers} layers) on "
         f"revseg.testing.shapes clips "
-        f"(8 frames of 112x112, 2-3 shapes; queries: name, grows, shrinks, disappears, moves). "
+        f"(8 frames of 112x112, 2-3 shapes on a {plan.background} background; queries: name, grows, shrinks, "
+        f"disappears, moves). "
         f"Chain: {plan.num_frames} sampled "
         f"frames at {plan.frame_size}px, keyframe at {plan.keyframe_size}px, {plan.max_new_tokens} new tokens per "
         f"turn, temperature 1. Warm-up: {plan.sft_clips} teacher chains (strict format, keyframe = {keyframe_rule}, "
         f"GT box on a {plan.box_grid}-px grid; teacher reward {teacher_reward:.2f}) x {plan.sft_epochs} epochs "
         f"of SFT (`train(algorithm='rft')`) "
-        f"at lr {plan.sft_lr:g}, {sft_seconds:.0f} s. GRPO: {plan.rounds} rounds x {plan.items} fresh clips x "
+        f"at lr {plan.sft_lr:g}, {sft_seconds:.0f} s{reused}. GRPO: {plan.rounds} rounds x {plan.items} fresh clips x "
         f"{plan.group_size} rollouts, {plan.prompts_per_step} groups per step, AdamW lr {plan.lr:g} (the paper's "
         f"1e-6 is for a pretrained 7B; a tiny random model needs far larger steps), beta {plan.beta:g} (reference = "
         f"the warm-up checkpoint in every round), PPO clip 0.2. Evaluation: {plan.eval_items} held-out clips x "
@@ -626,7 +691,8 @@ def main() -> None:
         f"'train reward (own)' is the mean reward of that round's training rollouts under the arm's own reward. "
         f"Keyframe choice (soft temporal of parsed answers) by query kind, warm-up and the late-round mean of each "
         f"arm: {per_kind}. {verdict(arm_rows, start)} "
-        f"{len(ARMS)} arm processes, {plan.threads} torch thread each; whole run {elapsed / 60:.1f} min wall on a "
+        f"{len(ARMS)} arm processes, {plan.threads} torch thread each; whole run {elapsed / 60:.1f} min wall, "
+        f"{load.text()}, on a "
         f"machine shared with other engineers' jobs (2 cores): wall times are inflated, process CPU times are not. "
         f"Curves: [learning_curve.png](learning_curve.png)."
     )
