@@ -97,6 +97,7 @@ class Plan:
     num_frames: int = 4
     box_grid: int = 1
     background: str = "plain"
+    warmup_steps: int = 4
 
 
 @dataclass
@@ -349,6 +350,11 @@ def run_arm(plan: Plan, arm: str, start: str) -> list[Row]:
             beta=plan.beta,
             seed=plan.seed + round_,
             reference_model=f"hf:{start}",  # KL to the warm-up model in every round, as on-policy GRPO has it
+            # Adam's first step from zero moments moves every weight by about lr whatever its gradient: at
+            # lr 1e-3 one such step broke the warm-up model's format (held-out total 1.40 -> 0.3-0.7). So
+            # the first round warms the rate up and later rounds carry the previous round's moments.
+            warmup_steps=plan.warmup_steps if round_ == 1 else 0,
+            optimizer_state_from=str(checkpoints[-1]) if round_ > 1 else None,
         )
         out = Path(plan.work) / arm / f"round{round_}"
         with clock("train"):
@@ -602,8 +608,11 @@ def main() -> None:
     parser.add_argument("--sft-clips", type=int, default=300, help="warm-up clips (one teacher chain each)")
     parser.add_argument("--sft-epochs", type=int, default=8, help="passes over the warm-up chains")
     parser.add_argument("--sft-lr", type=float, default=1e-3, help="warm-up AdamW learning rate")
-    parser.add_argument("--lr", type=float, default=1e-3, help="GRPO AdamW learning rate (paper: 1e-6, for a 7B)")
+    parser.add_argument("--lr", type=float, default=5e-4, help="GRPO AdamW learning rate (paper: 1e-6, for a 7B)")
     parser.add_argument("--beta", type=float, default=1e-3, help="KL coefficient (paper: 1e-3)")
+    parser.add_argument(
+        "--warmup-steps", type=int, default=4, help="GRPO warm-up steps in round 1 (later rounds carry Adam's moments)"
+    )
     parser.add_argument("--prompts-per-step", type=int, default=2, help="groups per GRPO optimizer step")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="token budget per turn")
     parser.add_argument("--frame-size", type=int, default=56, help="turn-1 frame side (px)")
@@ -664,6 +673,7 @@ def main() -> None:
         num_frames=args.num_frames,
         box_grid=args.box_grid,
         background=args.background,
+        warmup_steps=args.warmup_steps,
     )
     import torch
 
@@ -720,7 +730,9 @@ def main() -> None:
         f"at lr {plan.sft_lr:g}, {sft_seconds:.0f} s{reused}. GRPO: {plan.rounds} rounds x {plan.items} fresh clips x "
         f"{plan.group_size} rollouts, {plan.prompts_per_step} groups per step, AdamW lr {plan.lr:g} (the paper's "
         f"1e-6 is for a pretrained 7B; a tiny random model needs far larger steps), beta {plan.beta:g} (reference = "
-        f"the warm-up checkpoint in every round), PPO clip 0.2. Evaluation: {plan.eval_items} held-out clips x "
+        f"the warm-up checkpoint in every round), PPO clip 0.2; round 1 warms the rate up over "
+        f"{plan.warmup_steps} steps, later rounds start from the previous round's Adam moments. "
+        f"Evaluation: {plan.eval_items} held-out clips x "
         f"{plan.eval_rollouts} sampled rollouts, scored with the soft (paper) reward whatever the arm trained with; "
         f"'train reward (own)' is the mean reward of that round's training rollouts under the arm's own reward. "
         f"Keyframe choice (soft temporal of parsed answers) by query kind, warm-up and the late-round mean of each "
