@@ -98,6 +98,7 @@ class Plan:
     box_grid: int = 1
     background: str = "plain"
     warmup_steps: int = 4
+    loss_aggregation: str = "sequence"
 
 
 @dataclass
@@ -353,6 +354,7 @@ def run_arm(plan: Plan, arm: str, start: str) -> list[Row]:
             # Adam's first step from zero moments moves every weight by about lr whatever its gradient: at
             # lr 1e-3 one such step broke the warm-up model's format (held-out total 1.40 -> 0.3-0.7). So
             # the first round warms the rate up and later rounds carry the previous round's moments.
+            loss_aggregation=plan.loss_aggregation,  # type: ignore[arg-type]
             warmup_steps=plan.warmup_steps if round_ == 1 else 0,
             optimizer_state_from=str(checkpoints[-1]) if round_ > 1 else None,
         )
@@ -611,6 +613,12 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4, help="GRPO AdamW learning rate (paper: 1e-6, for a 7B)")
     parser.add_argument("--beta", type=float, default=1e-3, help="KL coefficient (paper: 1e-3)")
     parser.add_argument(
+        "--loss-aggregation",
+        choices=("sequence", "token"),
+        default="sequence",
+        help="GRPO loss: mean over each answer's tokens then rollouts (paper), or over all tokens",
+    )
+    parser.add_argument(
         "--warmup-steps", type=int, default=4, help="GRPO warm-up steps in round 1 (later rounds carry Adam's moments)"
     )
     parser.add_argument("--prompts-per-step", type=int, default=2, help="groups per GRPO optimizer step")
@@ -674,6 +682,7 @@ def main() -> None:
         box_grid=args.box_grid,
         background=args.background,
         warmup_steps=args.warmup_steps,
+        loss_aggregation=args.loss_aggregation,
     )
     import torch
 
@@ -728,7 +737,8 @@ def main() -> None:
         f"GT box on a {plan.box_grid}-px grid; teacher reward {teacher_reward:.2f}) x {plan.sft_epochs} epochs "
         f"of SFT (`train(algorithm='rft')`) "
         f"at lr {plan.sft_lr:g}, {sft_seconds:.0f} s{reused}. GRPO: {plan.rounds} rounds x {plan.items} fresh clips x "
-        f"{plan.group_size} rollouts, {plan.prompts_per_step} groups per step, AdamW lr {plan.lr:g} (the paper's "
+        f"{plan.group_size} rollouts, {plan.prompts_per_step} groups per step, loss averaged per "
+        f"{plan.loss_aggregation}, AdamW lr {plan.lr:g} (the paper's "
         f"1e-6 is for a pretrained 7B; a tiny random model needs far larger steps), beta {plan.beta:g} (reference = "
         f"the warm-up checkpoint in every round), PPO clip 0.2; round 1 warms the rate up over "
         f"{plan.warmup_steps} steps, later rounds start from the previous round's Adam moments. "
