@@ -1,7 +1,8 @@
 """A synthetic reasoning-segmentation task: clips of coloured shapes, exact masks, implicit queries.
 
 Each :class:`ShapeClip` is a short clip (default 8 frames of 112 x 112) of two or three
-flat-coloured shapes (square, circle, triangle; red, green, blue) on a plain background.
+flat-coloured shapes (square, circle, triangle; red, green, blue) on a plain background (or a
+pale colour ramp, see :data:`BACKGROUNDS`).
 Shapes move, grow or shrink, and some hide: they leave the frame or another shape moves
 over them. Frames are rasterised here pixel by pixel, without anti-aliasing, so the
 per-frame masks are exact: a shape's mask is precisely the pixels of its colour.
@@ -23,6 +24,7 @@ for supervised warm-up data and for checking that a clip's ground truth scores 3
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import zlib
 from collections.abc import Callable, Sequence
@@ -50,6 +52,11 @@ QUERIES = {
 }
 SIZE = (112, 112)
 """(width, height) of the clips' frames."""
+BACKGROUNDS = ("plain", "gradient")
+"""``plain``: one flat grey. ``gradient``: a pale colour ramp, red rising left to right and green top
+to bottom, so every background pixel tells where it is. A vision tower with rotary positions
+only (Qwen2.5-VL's) sees a flat background the same everywhere; on the ramp even a tiny one
+can read a shape's position off the background around it."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ class ShapeClip:
     query: str
     query_kind: str
     size: tuple[int, int] = SIZE
+    background: str = "plain"
 
     @property
     def num_frames(self) -> int:
@@ -114,7 +122,12 @@ class ShapeClip:
     def frame(self, t: int) -> np.ndarray:
         """(H, W, 3) uint8 RGB frame ``t``."""
         palette = np.array([*(COLOURS[s.colour] for s in self.shapes), BACKGROUND], dtype=np.uint8)
-        return palette[self.labels(t)]  # label -1 picks the last row, the background
+        labels = self.labels(t)
+        out = palette[labels]  # label -1 picks the last row, the background
+        if self.background == "gradient":
+            ramp = background_ramp(self.size)
+            out[labels < 0] = ramp[labels < 0]
+        return out
 
     def mask(self, t: int, shape: int | None = None) -> np.ndarray:
         """(H, W) bool: where ``shape`` (default: the target) is visible on frame ``t``."""
@@ -139,16 +152,37 @@ class ShapeClip:
         return out
 
 
+def background_ramp(size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 of the ``gradient`` background: red 150-250 left to right, green 150-250 top to bottom, blue 200.
+
+    Pale enough that no shape colour (each has two channels at 80 or below) is near it.
+    """
+    width, height = size
+    ys, xs = np.mgrid[0:height, 0:width]
+    red = 150 + 100 * (xs + 0.5) / width
+    green = 150 + 100 * (ys + 0.5) / height
+    return np.stack([red, green, np.full_like(red, 200.0)], axis=-1).round().astype(np.uint8)
+
+
 # --------------------------------------------------------------------------- generation
 
 
-def make_clips(seed: int, count: int, *, num_frames: int = 8, size: tuple[int, int] = SIZE) -> list[ShapeClip]:
-    """``count`` clips from ``seed``, cycling through :data:`QUERY_KINDS`; the same seed gives the same clips."""
+def make_clips(
+    seed: int, count: int, *, num_frames: int = 8, size: tuple[int, int] = SIZE, background: str = "plain"
+) -> list[ShapeClip]:
+    """``count`` clips from ``seed``, cycling through :data:`QUERY_KINDS`; the same seed gives the same clips.
+
+    ``background`` (one of :data:`BACKGROUNDS`) changes only how frames are drawn: the
+    layouts, queries and masks of a seed are the same on either.
+    """
+    if background not in BACKGROUNDS:
+        raise ValueError(f"unknown background {background!r}; use one of {', '.join(BACKGROUNDS)}")
     rng = np.random.default_rng(seed)
-    return [
+    clips = [
         make_clip(rng, QUERY_KINDS[i % len(QUERY_KINDS)], f"s{seed}-{i:04d}", num_frames=num_frames, size=size)
         for i in range(count)
     ]
+    return [dataclasses.replace(clip, background=background) for clip in clips]
 
 
 def make_clip(

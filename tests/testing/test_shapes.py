@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from revseg.rl.collect import CollectItem, collect
@@ -18,6 +19,7 @@ from revseg.testing.shapes import (
     QUERIES,
     QUERY_KINDS,
     ShapesTeacher,
+    background_ramp,
     keyframe_index,
     make_clips,
     visible_indices,
@@ -135,3 +137,26 @@ def test_the_teachers_box_grid_rounds_each_coordinate_to_a_multiple_of_it() -> N
 
     assert turn2_answer((10.0, 21.0, 60.4, 100.0), (112, 112), (112, 112)) == '[{"bbox_2d": [10, 21, 60, 100]}]'
     assert turn2_answer((10.0, 21.0, 60.4, 100.0), (112, 112), (112, 112), grid=8) == '[{"bbox_2d": [8, 24, 64, 96]}]'
+
+
+def test_a_gradient_background_keeps_every_layout_and_mask_and_tells_each_pixel_where_it_is() -> None:
+    graded = make_clips(seed=7, count=15, background="gradient")
+    ramp = background_ramp(CLIPS[0].size)
+    for plain, clip in zip(CLIPS, graded, strict=True):
+        assert clip.query == plain.query and clip.shapes == plain.shapes
+        for t in (0, clip.num_frames - 1):
+            frame = clip.frame(t)
+            for index, shape in enumerate(clip.shapes):
+                assert np.array_equal(clip.mask(t, index), colour_pixels(frame, COLOURS[shape.colour]))
+            background = clip.labels(t) < 0
+            assert np.array_equal(frame[background], ramp[background])
+    # red rises left to right and green top to bottom, by about 100 levels across the frame
+    red, green = ramp[..., 0].astype(int), ramp[..., 1].astype(int)
+    assert np.all(np.diff(red, axis=1) >= 0) and np.all(np.diff(green, axis=0) >= 0)
+    assert np.all(red[:, -1] - red[:, 0] >= 95) and np.all(green[-1] - green[0] >= 95)
+    assert np.all(np.diff(red, axis=0) == 0) and np.all(np.diff(green, axis=1) == 0)
+
+
+def test_an_unknown_background_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="plain, gradient"):
+        make_clips(seed=7, count=1, background="stripes")
