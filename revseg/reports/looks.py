@@ -33,18 +33,23 @@ def looked_at(t: Trajectory) -> list[int]:
     return list(dict.fromkeys(i for turn in t.turns if turn.name in LOOK_AGAIN_TURNS for i in turn.image_frames))
 
 
-def look_turn_view(turn: TurnRecord, thumbs: dict[int, Any], page_dir: Path) -> dict[str, Any]:
-    """What a zoom, verify or reselect card shows: reasoning, the decision, and the frames the turn saw."""
-    parsed = turn.parsed or {}
+def turn_reasoning(turn: TurnRecord) -> tuple[str | None, str | None]:
+    """A turn's reasoning and answer: the parser's split when it ran, else the ``<think>``/``<answer>`` tags."""
     response = turn.response or ""
-    think = parsed.get("think")
+    think = (turn.parsed or {}).get("think")
     if think is None:
         match = _THINK_RE.search(response)
         think = match.group(1) if match else None
     answer = _ANSWER_RE.search(response)
+    return (think.strip() if isinstance(think, str) else None), (answer.group(1).strip() if answer else None)
+
+
+def look_turn_view(turn: TurnRecord, thumbs: dict[int, Any], page_dir: Path) -> dict[str, Any]:
+    """What a zoom, verify or reselect card shows: reasoning, the decision, and the frames the turn saw."""
+    think, answer = turn_reasoning(turn)
     return {
-        "think": think.strip() if isinstance(think, str) else None,
-        "answer": answer.group(1).strip() if answer else None,
+        "think": think,
+        "answer": answer,
         "decision": decision_text(turn),
         "frames": _frames(turn.image_frames, thumbs, page_dir),
         "overlay": turn.overlay,

@@ -87,8 +87,6 @@ _STAGE_ORDER = (
     "report",
 )
 _VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm", ".mov": "video/mp4"}
-_THINK_RE = re.compile(r"<think>(.*?)</think>", re.S | re.I)
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
 
 
 def render_report(
@@ -340,15 +338,10 @@ def _turn_view(
 def _interpret_view(t: Trajectory, turn: TurnRecord) -> dict[str, Any]:
     """Split turn 1 into reasoning and answer: the parser's split when it ran, else the tags themselves."""
     parsed = turn.parsed or {}
-    response = turn.response or ""
-    think = parsed.get("think")
-    if think is None:
-        match = _THINK_RE.search(response)
-        think = match.group(1) if match else None
-    answer_match = _ANSWER_RE.search(response)
+    think, answer = look_again.turn_reasoning(turn)
     return {
-        "think": think.strip() if isinstance(think, str) else None,
-        "answer": answer_match.group(1).strip() if answer_match else None,
+        "think": think,
+        "answer": answer,
         "no_target": bool(parsed.get("no_target")),
         "targets": [
             {"number": n, "description": x.description, "sample_idx": x.sample_idx, "frame_index": x.frame_index}

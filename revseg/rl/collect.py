@@ -110,44 +110,24 @@ def collect(
     With ``ray_address`` the groups run on ``workers`` Ray actors (:mod:`revseg.rl.ray_collect`;
     ``policy`` and ``tracker`` are then spec strings or picklable factories).
     """
+    options: dict[str, Any] = {
+        "group_size": group_size,
+        "sampling": sampling,
+        "settings": settings,
+        "tracker": tracker,
+        "reward_config": reward_config,
+        "workers": workers,
+        "resume": resume,
+        "seed": seed,
+        "frame_backend": frame_backend,
+        "limit": limit,
+        "on_group": on_group,
+    }
     if ray_address is not None:
         from revseg.rl.ray_collect import ray_collect
 
-        return ray_collect(
-            items,
-            policy,
-            store,
-            ray_address,
-            group_size=group_size,
-            sampling=sampling,
-            settings=settings,
-            tracker=tracker,
-            reward_config=reward_config,
-            workers=workers,
-            resume=resume,
-            seed=seed,
-            frame_backend=frame_backend,
-            limit=limit,
-            on_group=on_group,
-        )
-    return asyncio.run(
-        acollect(
-            items,
-            policy,
-            store,
-            group_size=group_size,
-            sampling=sampling,
-            settings=settings,
-            tracker=tracker,
-            reward_config=reward_config,
-            workers=workers,
-            resume=resume,
-            seed=seed,
-            frame_backend=frame_backend,
-            limit=limit,
-            on_group=on_group,
-        )
-    )
+        return ray_collect(items, policy, store, ray_address, **options)
+    return asyncio.run(acollect(items, policy, store, **options))
 
 
 async def acollect(
