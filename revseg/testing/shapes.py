@@ -168,25 +168,50 @@ def background_ramp(size: tuple[int, int]) -> np.ndarray:
 
 
 def make_clips(
-    seed: int, count: int, *, num_frames: int = 8, size: tuple[int, int] = SIZE, background: str = "plain"
+    seed: int,
+    count: int,
+    *,
+    num_frames: int = 8,
+    size: tuple[int, int] = SIZE,
+    background: str = "plain",
+    shape_scale: float = 1.0,
+    max_shapes: int = 3,
 ) -> list[ShapeClip]:
     """``count`` clips from ``seed``, cycling through :data:`QUERY_KINDS`; the same seed gives the same clips.
 
     ``background`` (one of :data:`BACKGROUNDS`) changes only how frames are drawn: the
-    layouts, queries and masks of a seed are the same on either.
+    layouts, queries and masks of a seed are the same on either. ``shape_scale`` and
+    ``max_shapes`` make the task easier to see: larger shapes (sizes times ``shape_scale``)
+    and 2 to ``max_shapes`` of them per clip (at most 3); the defaults draw the same clips
+    as before these options existed.
     """
     if background not in BACKGROUNDS:
         raise ValueError(f"unknown background {background!r}; use one of {', '.join(BACKGROUNDS)}")
     rng = np.random.default_rng(seed)
     clips = [
-        make_clip(rng, QUERY_KINDS[i % len(QUERY_KINDS)], f"s{seed}-{i:04d}", num_frames=num_frames, size=size)
+        make_clip(
+            rng,
+            QUERY_KINDS[i % len(QUERY_KINDS)],
+            f"s{seed}-{i:04d}",
+            num_frames=num_frames,
+            size=size,
+            shape_scale=shape_scale,
+            max_shapes=max_shapes,
+        )
         for i in range(count)
     ]
     return [dataclasses.replace(clip, background=background) for clip in clips]
 
 
 def make_clip(
-    rng: np.random.Generator, query_kind: str, name: str, *, num_frames: int = 8, size: tuple[int, int] = SIZE
+    rng: np.random.Generator,
+    query_kind: str,
+    name: str,
+    *,
+    num_frames: int = 8,
+    size: tuple[int, int] = SIZE,
+    shape_scale: float = 1.0,
+    max_shapes: int = 3,
 ) -> ShapeClip:
     """One clip whose query, of ``query_kind``, has exactly one answer (its ``target``).
 
@@ -197,19 +222,27 @@ def make_clip(
         raise ValueError(f"unknown query kind {query_kind!r}; use one of {', '.join(QUERY_KINDS)}")
     if num_frames < 4:
         raise ValueError(f"clips need at least 4 frames to show motion, got {num_frames}")
+    if max_shapes not in (2, 3) or not 0.5 <= shape_scale <= 2.0:
+        raise ValueError(f"max_shapes must be 2 or 3 and shape_scale in [0.5, 2], got {max_shapes}, {shape_scale}")
     for _ in range(500):
-        clip = _try_clip(rng, query_kind, name, num_frames, size)
+        clip = _try_clip(rng, query_kind, name, num_frames, size, shape_scale, max_shapes)
         if clip is not None:
             return clip
     raise RuntimeError(f"no layout without overlaps found for a {query_kind!r} clip of size {size}")
 
 
 def _try_clip(
-    rng: np.random.Generator, query_kind: str, name: str, num_frames: int, size: tuple[int, int]
+    rng: np.random.Generator,
+    query_kind: str,
+    name: str,
+    num_frames: int,
+    size: tuple[int, int],
+    shape_scale: float = 1.0,
+    max_shapes: int = 3,
 ) -> ShapeClip | None:
     width, height = size
     scale = min(width, height) / 112.0
-    count = int(rng.integers(2, 4))
+    count = int(rng.integers(2, max_shapes + 1))
     kinds = rng.permutation(KINDS)[:count]
     colours = rng.permutation(list(COLOURS))[:count]
     target = int(rng.integers(count))
@@ -222,7 +255,7 @@ def _try_clip(
     tracks: list[tuple[np.ndarray, np.ndarray]] = []  # per shape: centres (T, 2), sizes (T,)
     for i in range(count):
         is_target = i == target
-        s0 = rng.uniform(10, 16) * scale
+        s0 = rng.uniform(10, 16) * scale * shape_scale
         if query_kind in ("grows", "shrinks"):
             direction = 1.0 if query_kind == "grows" else -1.0
             if not is_target:  # distractors stay the same size or change the other way
@@ -325,15 +358,27 @@ def _valid(clip: ShapeClip, hide: bool) -> bool:
 # --------------------------------------------------------------------------- answers
 
 
+KEYFRAME_RULES = ("largest", "visible", "clear")
+"""How :class:`ShapesTeacher` picks turn 1's keyframe."""
+CLEAR_FRACTION = 0.5
+"""``clear`` keyframes: the target's box is at least this fraction of its largest among the sampled frames."""
+
+
 def keyframe_index(clip: ShapeClip, sampled: Sequence[int]) -> int:
     """The position in ``sampled`` with the largest ground-truth box (first on ties): soft temporal reward 1."""
     areas = [0.0 if (b := clip.target_box(t)) is None else box_area(b) for t in sampled]
     return int(np.argmax(areas))
 
 
-def visible_indices(clip: ShapeClip, sampled: Sequence[int]) -> list[int]:
-    """The positions in ``sampled`` where the target is visible: binary temporal reward 1."""
-    return [i for i, t in enumerate(sampled) if clip.target_box(t) is not None]
+def visible_indices(clip: ShapeClip, sampled: Sequence[int], min_fraction: float = 0.0) -> list[int]:
+    """The positions in ``sampled`` where the target is visible: binary temporal reward 1.
+
+    With ``min_fraction`` > 0, only those where its box is at least that fraction of the
+    largest box among ``sampled`` (a frame where it is clearly in view, not a sliver).
+    """
+    areas = [0.0 if (b := clip.target_box(t)) is None else box_area(b) for t in sampled]
+    largest = max(areas)
+    return [i for i, area in enumerate(areas) if area > 0 and area >= min_fraction * largest]
 
 
 def turn1_answer(clip: ShapeClip, sample_idx: int) -> str:
@@ -352,6 +397,11 @@ def turn2_answer(box: Sequence[float], seen: tuple[int, int], size: tuple[int, i
     """
     sx, sy = seen[0] / size[0], seen[1] / size[1]
     x1, y1, x2, y2 = (grid * round(v / grid) for v in (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy))
+    # A box thinner than the grid would round to zero width: keep one grid step, inside the image.
+    if x2 <= x1:
+        x1, x2 = (x1, x1 + grid) if x1 + grid <= seen[0] else (x2 - grid, x2)
+    if y2 <= y1:
+        y1, y2 = (y1, y1 + grid) if y1 + grid <= seen[1] else (y2 - grid, y2)
     return f'[{{"bbox_2d": [{x1}, {y1}, {x2}, {y2}]}}]'
 
 
@@ -359,15 +409,16 @@ class ShapesTeacher:
     """A policy that answers one clip's chain from its ground truth, in the strict format.
 
     Turn 1 names a sampled frame and describes the target by colour and kind: with
-    ``keyframe="largest"`` the frame with the largest ground-truth box (the best choice
-    under the soft temporal reward), with ``"visible"`` any frame that shows the target,
-    drawn from ``seed`` and the clip's name (a teacher that knows where the target is but
-    not which frame is best). Turn 2 reads the keyframe back from the history and gives
-    the ground-truth box, its coordinates rounded to multiples of ``grid``. ``seen_size``
-    must be the student's (the pixels a Qwen2.5-VL sees after its own resize; the identity
-    suits sizes that are multiples of 28), so
-    the boxes it writes are the ones the student should learn. Returns text only: its
-    records are training data for supervised fine-tuning (``algorithm="rft"``), not GRPO.
+    ``keyframe="largest"`` the frame with the largest ground-truth box (the best choice under
+    the soft temporal reward), with ``"visible"`` any frame that shows the target, drawn from
+    ``seed`` and the clip's name (a teacher that knows where the target is but not which frame
+    is best), with ``"clear"`` any frame where the target's box is at least
+    :data:`CLEAR_FRACTION` of the largest (no slivers, whose boxes teach nothing). Turn 2 reads
+    the keyframe back from the history and gives the ground-truth box, its coordinates rounded
+    to multiples of ``grid``. ``seen_size`` must be the student's (the pixels a Qwen2.5-VL sees
+    after its own resize; the identity suits sizes that are multiples of 28), so the boxes it
+    writes are the ones the student should learn. Returns text only: its records are training
+    data for supervised fine-tuning (``algorithm="rft"``), not GRPO.
     """
 
     def __init__(
@@ -379,8 +430,8 @@ class ShapesTeacher:
         seed: int = 0,
         grid: int = 1,
     ) -> None:
-        if keyframe not in ("largest", "visible"):
-            raise ValueError(f"unknown keyframe rule {keyframe!r}; use 'largest' or 'visible'")
+        if keyframe not in KEYFRAME_RULES:
+            raise ValueError(f"unknown keyframe rule {keyframe!r}; use one of {', '.join(KEYFRAME_RULES)}")
         self.clip = clip
         self.keyframe = keyframe
         self.grid = grid
@@ -403,7 +454,8 @@ class ShapesTeacher:
             if self.keyframe == "largest":
                 index = keyframe_index(self.clip, sampled)
             else:
-                index = int(self._rng.choice(visible_indices(self.clip, sampled) or [0]))
+                least = CLEAR_FRACTION if self.keyframe == "clear" else 0.0
+                index = int(self._rng.choice(visible_indices(self.clip, sampled, least) or [0]))
             return Generation(text=turn1_answer(self.clip, index), finish_reason="stop")
         first = parse_keyframe_answer(messages[1].text, len(sampled))
         frame = sampled[first.objects[0].sample_idx] if first.ok and first.objects else sampled[0]

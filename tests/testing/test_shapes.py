@@ -139,6 +139,44 @@ def test_the_teachers_box_grid_rounds_each_coordinate_to_a_multiple_of_it() -> N
     assert turn2_answer((10.0, 21.0, 60.4, 100.0), (112, 112), (112, 112), grid=8) == '[{"bbox_2d": [8, 24, 64, 96]}]'
 
 
+def test_a_box_thinner_than_the_grid_keeps_one_grid_step_inside_the_image() -> None:
+    from revseg.testing.shapes import turn2_answer
+
+    # a sliver at the bottom edge (y 105-112) used to round to y1 == y2 == 112, a box of no height
+    sliver = turn2_answer((30.0, 105.0, 60.0, 112.0), (112, 112), (112, 112), grid=14)
+    assert sliver == '[{"bbox_2d": [28, 98, 56, 112]}]'
+    assert turn2_answer((2.0, 3.0, 5.0, 6.0), (112, 112), (112, 112), grid=14) == '[{"bbox_2d": [0, 0, 14, 14]}]'
+
+
+def test_larger_and_fewer_shapes_on_request_and_the_defaults_draw_the_same_clips() -> None:
+    again = make_clips(seed=7, count=15, shape_scale=1.0, max_shapes=3)
+    assert [c.shapes for c in again] == [c.shapes for c in CLIPS]
+    big = make_clips(seed=7, count=15, shape_scale=1.5, max_shapes=2)
+    assert all(len(c.shapes) == 2 for c in big)
+    assert [c.query_kind for c in big] == [c.query_kind for c in CLIPS]
+    mean_area = lambda clips: np.mean([c.mask(0, i).sum() for c in clips for i in range(len(c.shapes))])  # noqa: E731
+    assert mean_area(big) > 1.8 * mean_area(CLIPS)  # sizes x 1.5: areas about x 2.25 (less where shapes hide)
+    with pytest.raises(ValueError, match="max_shapes must be 2 or 3"):
+        make_clips(seed=7, count=1, max_shapes=4)
+
+
+def test_clear_keyframes_show_the_target_at_least_half_its_largest() -> None:
+    hiding = [c for c in CLIPS if c.query_kind == "disappears"]
+    sampled = list(range(hiding[0].num_frames))
+    slivers = 0
+    for clip in hiding:
+        areas = [box_area(b) if (b := clip.target_box(t)) else 0.0 for t in sampled]
+        clear = visible_indices(clip, sampled, 0.5)
+        assert clear and all(areas[i] >= 0.5 * max(areas) for i in clear)
+        assert set(clear) <= set(visible_indices(clip, sampled))
+        slivers += len(visible_indices(clip, sampled)) - len(clear)  # a sliver while leaving: visible, not clear
+        teacher = ShapesTeacher(clip, keyframe="clear")
+        assert teacher.keyframe == "clear"
+    assert slivers > 0
+    with pytest.raises(ValueError, match="largest, visible, clear"):
+        ShapesTeacher(CLIPS[0], keyframe="best")
+
+
 def test_a_gradient_background_keeps_every_layout_and_mask_and_tells_each_pixel_where_it_is() -> None:
     graded = make_clips(seed=7, count=15, background="gradient")
     ramp = background_ramp(CLIPS[0].size)
