@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PAPER_PROMPT_SET = "revseg-paper-v1"
 LOOK_AGAIN_PROMPT_SET = "revseg-look-again-v1"
+COMPACT_PROMPT_SET = "revseg-compact-v1"
 
 Program = Literal["paper", "look_again"]
 """Which chain a run follows: the paper's two turns, or the opt-in agent that can look again.

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from revseg.errors import SpecError
-from revseg.settings import LOOK_AGAIN_PROMPT_SET, PAPER_PROMPT_SET
+from revseg.settings import COMPACT_PROMPT_SET, LOOK_AGAIN_PROMPT_SET, PAPER_PROMPT_SET
 
 # Placeholders each turn's template must contain, and the ones it may contain.
 _INTERPRET_REQUIRED = ("question",)
@@ -218,8 +218,19 @@ _LOOK_RESELECT = (
     "[{'frame_idx': 5, 'object description': 'the red triangular stone on the far left'}] </answer>."
 )
 
+# The paper's two turns cut to what they ask for, with the same answer formats (so the same
+# parsers and rewards apply): a quarter of the paper's turn-1 tokens. For models trained
+# from scratch at small scale (the CPU learning benchmark), where every prompt token costs
+# compute on every rollout and carries nothing a random model can use.
+_COMPACT_P1 = (
+    "Find '{question}' in these {nframes} frames and pick the frame (0-{nframes-1}) where it is largest. "
+    "Answer <think> ... </think> <answer> [{'frame_idx': 7, 'object description': 'the red square'}] </answer>."
+)
+_COMPACT_P2 = "Detect '{object description}' with a bbox in JSON format."
+
 PROMPT_SETS: dict[str, PromptSet] = {
     PAPER_PROMPT_SET: PromptSet(name=PAPER_PROMPT_SET, interpret=_PAPER_P1, ground=_PAPER_P2),
+    COMPACT_PROMPT_SET: PromptSet(name=COMPACT_PROMPT_SET, interpret=_COMPACT_P1, ground=_COMPACT_P2),
     LOOK_AGAIN_PROMPT_SET: LookAgainPromptSet(
         name=LOOK_AGAIN_PROMPT_SET,
         interpret=_LOOK_P1,

@@ -167,3 +167,20 @@ def test_look_again_settings_pick_the_look_again_prompt_set_unless_told() -> Non
     assert ChainSettings().program == "paper" and ChainSettings().prompt_set == "revseg-paper-v1"
     assert ChainSettings(program="look_again").prompt_set == "revseg-look-again-v1"
     assert ChainSettings(program="look_again", prompt_set="mine").prompt_set == "mine"
+
+
+def test_the_compact_set_asks_for_the_same_answers_in_far_fewer_words() -> None:
+    from revseg.policies.parsing import parse_box_answer, parse_keyframe_answer
+    from revseg.settings import COMPACT_PROMPT_SET
+
+    paper, compact = get_prompt_set(PAPER_PROMPT_SET), get_prompt_set(COMPACT_PROMPT_SET)
+    turn1 = compact.render_interpret("the shape that grows", 4)
+    assert "'the shape that grows'" in turn1 and "(0-3)" in turn1
+    assert len(turn1) < len(paper.render_interpret("the shape that grows", 4)) / 3
+    assert compact.render_ground("the red circle") == "Detect 'the red circle' with a bbox in JSON format."
+    # its example answer is one the strict parser takes, as the paper's is
+    example = turn1[turn1.index("<think>") :].removesuffix(".")
+    parsed = parse_keyframe_answer(example, 16)
+    assert parsed.ok and parsed.strict and parsed.objects[0].sample_idx == 7
+    assert parsed.objects[0].description == "the red square"
+    assert parse_box_answer('[{"bbox_2d": [1, 2, 30, 40]}]').strict
