@@ -158,3 +158,20 @@ def test_when_only_the_rejected_frame_shows_the_target_the_oracle_zooms_and_pick
     assert (rejected.verdict, accepted.verdict) == ("reject", "accept")
     assert accepted.targets[0].frame_index != rejected.targets[0].frame_index  # excluded in the zoomed view too
     assert record.status == Status.OK and record.reason is None
+
+
+def test_a_grid_rounds_the_oracles_boxes_and_they_still_land_on_the_target(videos: Path, tmp_path: Path) -> None:
+    settings = ChainSettings(num_frames=8, keyframe_size=(224, 224), program="look_again")
+    seen = next(c for c in CLIPS if seen_by_paper(c))
+    tracker = LongClipTracker(CLIPS)
+    oracle = LongClipOracle(CLIPS, first_box_error=0.0, grid=14)
+    record = ReVSegAgent(oracle, tracker, settings=settings, overlay=False, report=False).run(
+        videos / seen.name, seen.query, tmp_path / "grid"
+    ).trajectory
+    grounds = [t for t in record.turns if t.name == "ground"]
+    coords = [c for t in grounds for c in (t.parsed or {})["boxes"][0]["coords"]]
+    assert coords and all(c % 14 == 0 for c in coords), coords
+    assert [shape for _, _, shape in tracker.calls] == [seen.clip.target]
+    assert [a.verdict for a in record.attempts] == ["accept"]
+    with pytest.raises(ValueError, match="grid"):
+        LongClipOracle(CLIPS, grid=0)
