@@ -105,6 +105,10 @@ class Row:
     accept: float
     verdict_right: float | None
     regrounds: float
+    zoom_if_unseen: float | None
+    zoom_if_seen: float | None
+    accept_if_target: float | None
+    accept_if_not: float | None
     frames: float
     ok: float
     format: float
@@ -334,7 +338,8 @@ def evaluate(plan: Plan, root: Path, policy: Any, name: str, program: str) -> Ro
         compute_rewards(unverified(t), MaskGroundTruth(by_name[Path(t.video.path).name].clip.target_mask)) for t in runs
     ]
     verdicts = [a.verdict for t in runs for a in t.attempts if a.verdict]
-    verify = verdicts_right(runs, tracker, by_name)
+    judged = judged_verdicts(runs, tracker, by_name)
+    first_look = [first_look_zooms(t, by_name[Path(t.video.path).name]) for t in runs]
     statuses: dict[str, int] = {}
     for t in runs:
         statuses[str(t.status)] = statuses.get(str(t.status), 0) + 1
@@ -349,8 +354,12 @@ def evaluate(plan: Plan, root: Path, policy: Any, name: str, program: str) -> Ro
         zooms=statistics.mean(sum(turn.name == "zoom" for turn in t.turns) for t in runs),
         verdicts=len(verdicts) / len(runs),
         accept=verdicts.count("accept") / len(verdicts) if verdicts else 0.0,
-        verdict_right=statistics.mean(verify) if verify else None,
+        verdict_right=share([(v == "accept") == follows for v, follows in judged]),
         regrounds=statistics.mean(sum(turn.name == "reselect" for turn in t.turns) for t in runs),
+        zoom_if_unseen=share([zoom for seen, zoom in first_look if not seen]) if program == "look_again" else None,
+        zoom_if_seen=share([zoom for seen, zoom in first_look if seen]) if program == "look_again" else None,
+        accept_if_target=share([v == "accept" for v, follows in judged if follows]),
+        accept_if_not=share([v == "accept" for v, follows in judged if not follows]),
         frames=tracker.frames_tracked / n,
         ok=statistics.mean(t.status == "ok" for t in runs),
         format=statistics.mean(r.format for r in scored),
@@ -367,22 +376,34 @@ def unverified(trajectory: Any) -> Any:
     return trajectory.model_copy(update={"turns": turns})
 
 
-def verdicts_right(runs: list[Any], tracker: Any, clips: dict[str, Any]) -> list[float]:
-    """1 per verify verdict that agrees with the truth (accept iff its attempt's mask follows the target), else 0.
+def share(flags: list[bool]) -> float | None:
+    """The share of true flags (None for none)."""
+    return sum(flags) / len(flags) if flags else None
+
+
+def first_look_zooms(trajectory: Any, clip: Any) -> tuple[bool, bool]:
+    """(whether the first view showed the target, whether the model's first answer was a zoom)."""
+    first = trajectory.turns[0]
+    seen = any(clip.box(t) is not None for t in first.image_frames)
+    return seen, bool(first.parse_ok and (first.parsed or {}).get("action") == "zoom")
+
+
+def judged_verdicts(runs: list[Any], tracker: Any, clips: dict[str, Any]) -> list[tuple[str, bool]]:
+    """(verdict, whether the attempt's mask followed the target) for every verify verdict.
 
     One run per clip, samples one after another: a clip's tracker calls are its tracked attempts, in order.
     """
     shapes: dict[str, list[int | None]] = {}
     for name, _, shape in tracker.calls:
         shapes.setdefault(name, []).append(shape)
-    right = []
+    judged = []
     for t in runs:
         clip = clips[Path(t.video.path).name]
         tracked = [a for a in t.attempts if a.masks]
         for attempt, shape in zip(tracked, shapes.get(clip.name, []), strict=False):
             if attempt.verdict:
-                right.append(float((attempt.verdict == "accept") == (shape == clip.clip.target)))
-    return right
+                judged.append((attempt.verdict, shape == clip.clip.target))
+    return judged
 
 
 def evaluate_all(plan: Plan, checkpoints: dict[str, Path], clock: Clock) -> list[Row]:
@@ -422,6 +443,8 @@ def table(rows: list[Row]) -> str:
         "accept share",
         "verdicts right",
         "re-grounds/run",
+        "first look zooms: target unseen / seen",
+        "accepts: mask on target / not",
         "frames tracked/run",
         "status ok",
         "format",
@@ -445,6 +468,8 @@ def table(rows: list[Row]) -> str:
             f"{r.accept:.2f}" if look and r.verdicts else "",
             "" if r.verdict_right is None else f"{r.verdict_right:.2f}",
             f"{r.regrounds:.2f}" if look else "",
+            f"{pair(r.zoom_if_unseen)} / {pair(r.zoom_if_seen)}" if look else "",
+            f"{pair(r.accept_if_target)} / {pair(r.accept_if_not)}" if look and r.verdicts else "",
             f"{r.frames:.0f}",
             f"{r.ok:.2f}",
             f"{r.format:.2f}",
@@ -454,6 +479,11 @@ def table(rows: list[Row]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def pair(value: float | None) -> str:
+    """A share, or a dash where there was nothing to count."""
+    return "-" if value is None else f"{value:.2f}"
 
 
 def phase_table(phases: dict[str, float]) -> str:
@@ -600,6 +630,15 @@ def describe(
             moves.append(
                 f"{program}: J&F {a.jf:.1f} -> {b.jf:.1f}, format {a.format:.2f} -> {b.format:.2f}, "
                 f"temporal {a.temporal:.2f} -> {b.temporal:.2f}, spatial {a.spatial:.2f} -> {b.spatial:.2f}"
+            )
+    for name in ("sft", "grpo"):
+        r = by.get((name, "look_again"))
+        if r:
+            moves.append(
+                f"{name} in look_again: first look zooms in {pair(r.zoom_if_unseen)} of the runs whose first view "
+                f"missed the target and {pair(r.zoom_if_seen)} of those whose view showed it (oracle 1.00 / 0.00: a "
+                f"gap is what learning the zoom means); verify accepts {pair(r.accept_if_target)} of masks on the "
+                f"target and {pair(r.accept_if_not)} of masks on anything else (oracle 1.00 / 0.00)"
             )
     paper_text = (
         f" and {int(data['paper_chains'])} oracle paper chains of the same clips (so the paper-chain rows "
