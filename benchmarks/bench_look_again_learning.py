@@ -46,6 +46,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -83,6 +85,7 @@ class Plan:
     prompts_per_step: int
     warmup_steps: int
     eval_clips: int
+    eval_samples: int
     max_new_tokens: int
     hidden_size: int
     num_layers: int
@@ -98,6 +101,7 @@ class Row:
     jf: float
     j: float
     f: float
+    j_present: float
     turns: float
     zoom_runs: float
     zooms: float
@@ -187,6 +191,25 @@ class Clock:
         finally:
             self.phases[f"{name}_wall_s"] = self.phases.get(f"{name}_wall_s", 0.0) + time.perf_counter() - wall
             self.phases[f"{name}_cpu_s"] = self.phases.get(f"{name}_cpu_s", 0.0) + time.process_time() - cpu
+
+
+@dataclass
+class Sampled:
+    """Sampled look_again rollouts (temperature 1) of one checkpoint on the held-out clips."""
+
+    policy: str
+    rollouts: int
+    reward: float
+    verify_reward: float
+    zoom_if_unseen: float | None
+    zoom_if_seen: float | None
+    unseen: int
+    seen: int
+    accept_if_target: float | None
+    accept_if_not: float | None
+    on_target: int
+    not_on_target: int
+    final_on_target: float
 
 
 # --------------------------------------------------------------------------- stages
@@ -349,6 +372,7 @@ def evaluate(plan: Plan, root: Path, policy: Any, name: str, program: str) -> Ro
         jf=100 * statistics.mean(s.JF for s in report.samples),
         j=100 * statistics.mean(s.J for s in report.samples),
         f=100 * statistics.mean(s.F for s in report.samples),
+        j_present=100 * statistics.mean(target_j(out, clip) for clip in clips),
         turns=statistics.mean(len(t.turns) for t in runs),
         zoom_runs=statistics.mean(any(turn.name == "zoom" for turn in t.turns) for t in runs),
         zooms=statistics.mean(sum(turn.name == "zoom" for turn in t.turns) for t in runs),
@@ -374,6 +398,24 @@ def unverified(trajectory: Any) -> Any:
     """A copy without the verify turns' mask files (so :func:`compute_rewards` reads none): r_v is then 0."""
     turns = [t.model_copy(update={"overlay": None}) if t.name == "verify" else t for t in trajectory.turns]
     return trajectory.model_copy(update={"turns": turns})
+
+
+def target_j(out: Path, clip: Any) -> float:
+    """Mean J of a run's masks over the frames where the target is on screen (empty predictions score 0 there).
+
+    On this set J&F pays an empty prediction about 0.93 (the target is absent from most frames and
+    empty on empty scores 1), so this is the figure that says whether the run segmented the target.
+    """
+    from revseg.tools.masks import read_masks_json
+
+    path = out / "runs" / clip.name / "0" / "masks.json"
+    masks = read_masks_json(path) if path.exists() else None
+    scores = []
+    for t in range(*clip.window):
+        gt = clip.clip.target_mask(t)
+        pred = masks.union(t) if masks is not None else np.zeros_like(gt)
+        scores.append(float((pred & gt).sum()) / float((pred | gt).sum() or 1))
+    return statistics.mean(scores)
 
 
 def share(flags: list[bool]) -> float | None:
@@ -406,8 +448,108 @@ def judged_verdicts(runs: list[Any], tracker: Any, clips: dict[str, Any]) -> lis
     return judged
 
 
+def sampled(plan: Plan, checkpoint: Path, name: str) -> Sampled:
+    """``--eval-samples`` look_again rollouts per held-out clip at temperature 1, scored with the look_again rewards.
+
+    Greedy decoding shows only a policy's most likely answer; sampling shows whether the
+    probability of zooming or accepting moves with what the frames show.
+    """
+    from revseg.rl.collect import collect
+    from revseg.testing.longclips import LongClipTracker
+    from revseg.tools.masks import read_masks_json
+    from revseg.trajectory_store import TrajectoryStore
+
+    clips = split(plan, "heldout")
+    by_name = {c.name: c for c in clips}
+    folder = Path(plan.work) / "eval-sampled" / name
+    shutil.rmtree(folder, ignore_errors=True)
+    collect(
+        items(plan, clips),
+        load_policy(checkpoint),
+        folder,
+        group_size=plan.eval_samples,
+        sampling=sampling(plan, 1.0),
+        settings=settings(plan, "look_again"),
+        tracker=LongClipTracker(clips),
+        seed=plan.seed + 99,
+    )
+    records = list(TrajectoryStore(folder))
+    looks = [first_look_zooms(t, by_name[str(t.query_id)]) for t in records]
+    judged: list[tuple[str, bool]] = []
+    final = []
+    for t in records:
+        clip = by_name[str(t.query_id)]
+        follows = []
+        for turn in t.turns:
+            verdict = (turn.parsed or {}).get("verdict") if turn.parse_ok else None
+            if turn.name != "verify" or not turn.overlay or not turn.image_frames:
+                continue
+            k = turn.image_frames[-1]  # verify shows the spread frames, then the keyframe
+            pred, gt = read_masks_json(turn.overlay).union(k), clip.clip.target_mask(k)
+            follows.append(float((pred & gt).sum()) / float((pred | gt).sum() or 1) > 0.5)
+            if verdict in ("accept", "reject"):
+                judged.append((str(verdict), follows[-1]))
+        final.append(bool(follows) and follows[-1])
+    return Sampled(
+        policy=name,
+        rollouts=len(records),
+        reward=statistics.mean((t.rewards or {})["total"] for t in records),
+        verify_reward=statistics.mean((t.rewards or {}).get("verify", 0.0) for t in records),
+        zoom_if_unseen=share([zoom for seen, zoom in looks if not seen]),
+        zoom_if_seen=share([zoom for seen, zoom in looks if seen]),
+        unseen=sum(not seen for seen, _ in looks),
+        seen=sum(seen for seen, _ in looks),
+        accept_if_target=share([v == "accept" for v, on in judged if on]),
+        accept_if_not=share([v == "accept" for v, on in judged if not on]),
+        on_target=sum(on for _, on in judged),
+        not_on_target=sum(not on for _, on in judged),
+        final_on_target=statistics.mean(final),
+    )
+
+
+def sampled_table(rows: list[Sampled]) -> str:
+    """One Markdown row per checkpoint."""
+    lines = [
+        "| policy | rollouts | look_again reward | verify reward | first look zooms: target unseen (n) / seen (n) "
+        "| accepts: mask on target (n) / not (n) | last verified mask on the target |",
+        "|---|---:|---:|---:|---|---|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.policy} | {r.rollouts} | {r.reward:.3f} | {r.verify_reward:.3f} | {pair(r.zoom_if_unseen)} "
+            f"({r.unseen}) / {pair(r.zoom_if_seen)} ({r.seen}) | {pair(r.accept_if_target)} ({r.on_target}) / "
+            f"{pair(r.accept_if_not)} ({r.not_on_target}) | {r.final_on_target:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+class NoTarget:
+    """A policy that always answers "no target": the run's masks are empty, the baseline J&F of doing nothing."""
+
+    @property
+    def info(self) -> Any:
+        """A fixed identity."""
+        from revseg.trajectory import PolicyInfo
+
+        return PolicyInfo(spec="no-target", backend="oracle", model="none", box_convention="absolute")
+
+    def seen_size(self, width: int, height: int) -> tuple[int, int]:
+        """It sees what it is sent."""
+        return width, height
+
+    def generate(self, messages: Any, sampling: Any) -> Any:
+        """The strict "no target" answer."""
+        from revseg.policies.base import Generation
+
+        return Generation(text="<think> nothing matches </think> <answer> [] </answer>", finish_reason="stop")
+
+    async def agenerate(self, messages: Any, sampling: Any) -> Any:
+        """As :meth:`generate`."""
+        return self.generate(messages, sampling)
+
+
 def evaluate_all(plan: Plan, checkpoints: dict[str, Path], clock: Clock) -> list[Row]:
-    """The oracle (no box error) and every checkpoint, in both programs, on the held-out clips."""
+    """Doing nothing, the oracle and every checkpoint (the last two in both programs), on the held-out clips."""
     from revseg.testing.longclips import LongClipOracle, write_revos_layout
 
     clips = split(plan, "heldout")
@@ -416,6 +558,8 @@ def evaluate_all(plan: Plan, checkpoints: dict[str, Path], clock: Clock) -> list
         write_revos_layout(root, clips)
     rows = []
     oracle = LongClipOracle(clips, first_box_error=plan.first_box_error, seed=plan.seed, grid=plan.box_grid)
+    with clock("eval_oracle"):
+        rows.append(evaluate(plan, root, NoTarget(), "nothing", "paper"))
     for name, policy in [("oracle", oracle), *((n, p) for n, p in checkpoints.items())]:
         loaded = policy if name == "oracle" else load_policy(policy)
         for program in ("paper", "look_again"):
@@ -436,6 +580,7 @@ def table(rows: list[Row]) -> str:
         "J&F",
         "J",
         "F",
+        "J on target frames",
         "turns/run",
         "runs that zoom",
         "zooms/run",
@@ -461,6 +606,7 @@ def table(rows: list[Row]) -> str:
             f"{r.jf:.1f}",
             f"{r.j:.1f}",
             f"{r.f:.1f}",
+            f"{r.j_present:.1f}",
             f"{r.turns:.2f}",
             f"{r.zoom_runs:.2f}" if look else "",
             f"{r.zooms:.2f}" if look else "",
@@ -496,7 +642,17 @@ def phase_table(phases: dict[str, float]) -> str:
 
 
 def _phase_order(name: str) -> tuple[int, str]:
-    order = ("sft_data", "sft_train", "grpo_collect", "grpo_train", "eval_oracle", "eval_sft", "eval_grpo")
+    order = (
+        "sft_data",
+        "sft_train",
+        "grpo_collect",
+        "grpo_train",
+        "eval_oracle",
+        "eval_sft",
+        "eval_grpo",
+        "sampled_sft",
+        "sampled_grpo",
+    )
     return (order.index(name) if name in order else len(order), name)
 
 
@@ -527,7 +683,7 @@ def main() -> None:
         action="store_false",
         help="warm up on look_again chains only (by default the oracle's paper chains of the same clips join them)",
     )
-    parser.add_argument("--rounds", type=int, default=4, help="GRPO rounds (collect -> train)")
+    parser.add_argument("--rounds", type=int, default=6, help="GRPO rounds (collect -> train)")
     parser.add_argument("--items", type=int, default=6, help="fresh training clips per GRPO round")
     parser.add_argument("--group-size", type=int, default=6, help="rollouts per clip (GRPO group)")
     parser.add_argument(
@@ -537,6 +693,7 @@ def main() -> None:
     parser.add_argument("--prompts-per-step", type=int, default=2, help="groups per GRPO optimizer step")
     parser.add_argument("--warmup-steps", type=int, default=2, help="GRPO warm-up steps in round 1")
     parser.add_argument("--eval-clips", type=int, default=24, help="held-out clips")
+    parser.add_argument("--eval-samples", type=int, default=4, help="sampled look_again rollouts per held-out clip")
     parser.add_argument("--max-new-tokens", type=int, default=96, help="token budget per turn")
     parser.add_argument("--hidden-size", type=int, default=128, help="tiny model width")
     parser.add_argument("--layers", type=int, default=4, help="tiny model depth (language model and vision tower)")
@@ -547,7 +704,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.sft_clips, args.sft_epochs, args.rounds, args.items, args.group_size = 8, 1, 1, 2, 2
-        args.eval_clips, args.prompts_per_step, args.warmup_steps = 3, 1, 1
+        args.eval_clips, args.prompts_per_step, args.warmup_steps, args.eval_samples = 3, 1, 1, 2
 
     started = time.perf_counter()
     work = args.work or Path(tempfile.mkdtemp(prefix="revseg-look-again-learning-"))
@@ -574,6 +731,7 @@ def main() -> None:
         prompts_per_step=args.prompts_per_step,
         warmup_steps=args.warmup_steps,
         eval_clips=args.eval_clips,
+        eval_samples=args.eval_samples,
         max_new_tokens=args.max_new_tokens,
         hidden_size=args.hidden_size,
         num_layers=args.layers,
@@ -594,11 +752,23 @@ def main() -> None:
     print(f"warm-up data: {json.dumps(data)}", flush=True)
     final, rounds = grpo(plan, sft, clock)
     rows = evaluate_all(plan, {"sft": sft, "grpo": final}, clock)
+    samples = []
+    for name, checkpoint in (("sft", sft), ("grpo", final)):
+        with clock(f"sampled_{name}"):
+            samples.append(sampled(plan, checkpoint, name))
+        print(f"sampled: {json.dumps(asdict(samples[-1]))}", flush=True)
     elapsed = time.perf_counter() - started
     load = (load + os.getloadavg()[0]) / 2
-    (work / "rows.json").write_text(json.dumps({"rows": [asdict(r) for r in rows], "rounds": rounds}, indent=1))
+    figures = {"rows": [asdict(r) for r in rows], "sampled": [asdict(r) for r in samples], "rounds": rounds}
+    (work / "rows.json").write_text(json.dumps(figures, indent=1))
 
-    text = table(rows) + "\n\nTime per phase:\n\n" + phase_table(phases)
+    text = (
+        table(rows)
+        + f"\n\nSampled look_again rollouts ({plan.eval_samples} per held-out clip, temperature 1):\n\n"
+        + sampled_table(samples)
+        + "\n\nTime per phase:\n\n"
+        + phase_table(phases)
+    )
     notes = describe(plan, data, rounds, rows, elapsed, load, reused=bool(phases.get("sft_reused")))
     if args.dry:
         print(text + "\n\n" + notes)
