@@ -494,7 +494,9 @@ def sampled(plan: Plan, checkpoint: Path, name: str) -> Sampled:
         policy=name,
         rollouts=len(records),
         reward=statistics.mean((t.rewards or {})["total"] for t in records),
-        verify_reward=statistics.mean((t.rewards or {}).get("verify", 0.0) for t in records),
+        verify_reward=statistics.mean(
+            [(t.rewards or {})["verify"] for t in records if "verify" in (t.rewards or {})] or [0]
+        ),
         zoom_if_unseen=share([zoom for seen, zoom in looks if not seen]),
         zoom_if_seen=share([zoom for seen, zoom in looks if seen]),
         unseen=sum(not seen for seen, _ in looks),
@@ -510,8 +512,9 @@ def sampled(plan: Plan, checkpoint: Path, name: str) -> Sampled:
 def sampled_table(rows: list[Sampled]) -> str:
     """One Markdown row per checkpoint."""
     lines = [
-        "| policy | rollouts | look_again reward | verify reward | first look zooms: target unseen (n) / seen (n) "
-        "| accepts: mask on target (n) / not (n) | last verified mask on the target |",
+        "| policy | rollouts | look_again reward | verify reward (runs that verify) "
+        "| first look zooms: target unseen (n) / seen (n) | accepts: mask on target (n) / not (n) "
+        "| last verified mask on the target |",
         "|---|---:|---:|---:|---|---|---:|",
     ]
     for r in rows:

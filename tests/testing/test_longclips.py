@@ -165,9 +165,11 @@ def test_a_grid_rounds_the_oracles_boxes_and_they_still_land_on_the_target(video
     seen = next(c for c in CLIPS if seen_by_paper(c))
     tracker = LongClipTracker(CLIPS)
     oracle = LongClipOracle(CLIPS, first_box_error=0.0, grid=14)
-    record = ReVSegAgent(oracle, tracker, settings=settings, overlay=False, report=False).run(
-        videos / seen.name, seen.query, tmp_path / "grid"
-    ).trajectory
+    record = (
+        ReVSegAgent(oracle, tracker, settings=settings, overlay=False, report=False)
+        .run(videos / seen.name, seen.query, tmp_path / "grid")
+        .trajectory
+    )
     grounds = [t for t in record.turns if t.name == "ground"]
     coords = [c for t in grounds for c in (t.parsed or {})["boxes"][0]["coords"]]
     assert coords and all(c % 14 == 0 for c in coords), coords
