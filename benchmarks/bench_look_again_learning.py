@@ -133,7 +133,7 @@ def settings(plan: Plan, program: str) -> Any:
         num_frames=plan.num_frames,
         frame_size=(plan.frame_size, plan.frame_size),
         keyframe_size=(plan.keyframe_size, plan.keyframe_size),
-        program=program,  # type: ignore[arg-type]
+        program=program,
         verify_frames=plan.verify_frames,
         max_turns=plan.max_turns,
     )
@@ -563,8 +563,9 @@ def evaluate_all(plan: Plan, checkpoints: dict[str, Path], clock: Clock) -> list
     oracle = LongClipOracle(clips, first_box_error=plan.first_box_error, seed=plan.seed, grid=plan.box_grid)
     with clock("eval_oracle"):
         rows.append(evaluate(plan, root, NoTarget(), "nothing", "paper"))
-    for name, policy in [("oracle", oracle), *((n, p) for n, p in checkpoints.items())]:
-        loaded = policy if name == "oracle" else load_policy(policy)
+    policies: list[tuple[str, Any]] = [("oracle", oracle)]
+    policies += [(name, load_policy(checkpoint)) for name, checkpoint in checkpoints.items()]
+    for name, loaded in policies:
         for program in ("paper", "look_again"):
             with clock(f"eval_{name}"):
                 rows.append(evaluate(plan, root, loaded, name, program))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+PROGRAMS = ("paper", "look_again")
 
 
 @pytest.mark.slow
@@ -33,12 +34,21 @@ def test_quick_dry_run_trains_and_evaluates_both_programs_without_touching_resul
         timeout=800,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    rows = [line for line in run.stdout.splitlines() if line.startswith(("| oracle |", "| sft |", "| grpo |"))]
-    assert [tuple(cell.strip() for cell in row.split("|")[1:3]) for row in rows] == [
-        (policy, program) for policy in ("oracle", "sft", "grpo") for program in ("paper", "look_again")
+    lines = run.stdout.splitlines()
+    rows = [line.split("|")[1:-1] for line in lines if line.startswith("| ") and line.split("|")[2].strip() in PROGRAMS]
+    assert [(row[0].strip(), row[1].strip()) for row in rows] == [("nothing", "paper")] + [
+        (policy, program) for policy in ("oracle", "sft", "grpo") for program in PROGRAMS
     ]
-    oracle_look = rows[1].split("|")
-    assert float(oracle_look[3]) == 100.0  # the oracle's look_again J&F: every held-out run found the target
+    header = next(line.split("|")[1:-1] for line in lines if line.startswith("| policy | program |"))
+    column = {name.strip(): i for i, name in enumerate(header)}
+    nothing, oracle_look = rows[0], rows[2]
+    assert float(oracle_look[column["J&F"]]) == 100.0  # the oracle's look_again run found every held-out target
+    assert float(oracle_look[column["J on target frames"]]) == 100.0
+    assert float(nothing[column["J on target frames"]]) == 0.0 < float(nothing[column["J&F"]])
+    sampled = [
+        line.split("|")[1].strip() for line in lines if line.startswith("| ") and line.split("|")[2].strip() == "6"
+    ]
+    assert sampled == ["sft", "grpo"]  # 3 held-out clips x 2 sampled rollouts each
     assert (tmp_path / "grpo/round1/revseg_train.json").is_file() and (tmp_path / "sft/revseg_train.json").is_file()
     assert "| sft train |" in run.stdout and "| grpo collect |" in run.stdout
     assert results.read_text() == before  # --dry records nothing
