@@ -10,7 +10,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PROGRAMS = ("paper", "look_again")
+
+
+def table(stdout: str, header: str) -> list[dict[str, str]]:
+    """The rows of the Markdown table whose header line starts with ``header``, as {column: cell}."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    names = [cell.strip() for cell in lines[start].split("|")[1:-1]]
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(names, (cell.strip() for cell in line.split("|")[1:-1]), strict=True)))
+    return rows
 
 
 @pytest.mark.slow
@@ -34,21 +46,15 @@ def test_quick_dry_run_trains_and_evaluates_both_programs_without_touching_resul
         timeout=800,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    lines = run.stdout.splitlines()
-    rows = [line.split("|")[1:-1] for line in lines if line.startswith("| ") and line.split("|")[2].strip() in PROGRAMS]
-    assert [(row[0].strip(), row[1].strip()) for row in rows] == [("nothing", "paper")] + [
-        (policy, program) for policy in ("oracle", "sft", "grpo") for program in PROGRAMS
+    evaluated, sampled = table(run.stdout, "| policy | program |"), table(run.stdout, "| policy | rollouts |")
+    assert [(row["policy"], row["program"]) for row in evaluated] == [("nothing", "paper")] + [
+        (policy, program) for policy in ("oracle", "sft", "grpo") for program in ("paper", "look_again")
     ]
-    header = next(line.split("|")[1:-1] for line in lines if line.startswith("| policy | program |"))
-    column = {name.strip(): i for i, name in enumerate(header)}
-    nothing, oracle_look = rows[0], rows[2]
-    assert float(oracle_look[column["J&F"]]) == 100.0  # the oracle's look_again run found every held-out target
-    assert float(oracle_look[column["J on target frames"]]) == 100.0
-    assert float(nothing[column["J on target frames"]]) == 0.0 < float(nothing[column["J&F"]])
-    sampled = [
-        line.split("|")[1].strip() for line in lines if line.startswith("| ") and line.split("|")[2].strip() == "6"
-    ]
-    assert sampled == ["sft", "grpo"]  # 3 held-out clips x 2 sampled rollouts each
+    nothing, oracle_look = evaluated[0], evaluated[2]
+    assert float(oracle_look["J&F"]) == 100.0  # the oracle's look_again run found every held-out target
+    assert float(oracle_look["J on target frames"]) == 100.0
+    assert float(nothing["J on target frames"]) == 0.0 < float(nothing["J&F"])
+    assert [(row["policy"], row["rollouts"]) for row in sampled] == [("sft", "6"), ("grpo", "6")]  # 3 clips x 2
     assert (tmp_path / "grpo/round1/revseg_train.json").is_file() and (tmp_path / "sft/revseg_train.json").is_file()
     assert "| sft train |" in run.stdout and "| grpo collect |" in run.stdout
     assert results.read_text() == before  # --dry records nothing
