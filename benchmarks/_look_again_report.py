@@ -1,9 +1,16 @@
-"""Tables and notes of benchmarks/bench_look_again_learning.py: one row per evaluation, phase times, plain words."""
+"""Tables and notes of benchmarks/bench_look_again_learning.py: one row per evaluation, phase times, plain words.
+
+Also :func:`target_j`, the figure both look_again benchmarks report beside J&F.
+"""
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 @dataclass
@@ -225,3 +232,21 @@ def describe(
         f"Whole run {elapsed / 60:.1f} min wall, one torch thread, load average about {load:.1f} on a 2-core "
         f"machine shared with the lead's training jobs: wall times are inflated, process CPU times are not."
     )
+
+
+def target_j(out: Path, clip: Any) -> float:
+    """Mean J of a run's masks over the frames where the target is on screen (empty predictions score 0 there).
+
+    On this set J&F pays an empty prediction about 0.93 (the target is absent from most frames and
+    empty on empty scores 1), so this is the figure that says whether the run segmented the target.
+    """
+    from revseg.tools.masks import read_masks_json
+
+    path = out / "runs" / clip.name / "0" / "masks.json"
+    masks = read_masks_json(path) if path.exists() else None
+    scores = []
+    for t in range(*clip.window):
+        gt = clip.clip.target_mask(t)
+        pred = masks.union(t) if masks is not None else np.zeros_like(gt)
+        scores.append(float((pred & gt).sum()) / float((pred | gt).sum() or 1))
+    return statistics.mean(scores)

@@ -46,14 +46,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from _common import record
-from _look_again_report import Row, Sampled, describe, phase_table, sampled_table, share, table
+from _look_again_report import Row, Sampled, describe, phase_table, sampled_table, share, table, target_j
 
 SEEDS = {"sft": 111, "train": 222, "heldout": 333}
 """Clip seeds of the three splits: warm-up, GRPO and held-out evaluation never share a clip."""
@@ -307,11 +305,9 @@ def evaluate(plan: Plan, root: Path, policy: Any, name: str, program: str) -> Ro
     wall = time.perf_counter() - started
     runs = [Trajectory.load(p) for p in sorted(out.glob("runs/**/trajectory.json"))]
     n = len(report.samples)
-    # The harness keeps each run's record, not the masks verify saw: score the other components
-    # without them, and judge verdicts by the shape each attempt's box made the tracker follow.
-    scored = [
-        compute_rewards(unverified(t), MaskGroundTruth(by_name[Path(t.video.path).name].clip.target_mask)) for t in runs
-    ]
+    # The harness keeps the masks verify saw beside each record, so the records score as collected
+    # ones do; verdict_right also judges verdicts by the shape each attempt's box made the tracker follow.
+    scored = [compute_rewards(t, MaskGroundTruth(by_name[Path(t.video.path).name].clip.target_mask)) for t in runs]
     verdicts = [a.verdict for t in runs for a in t.attempts if a.verdict]
     judged = judged_verdicts(runs, tracker, by_name)
     first_look = [first_look_zooms(t, by_name[Path(t.video.path).name]) for t in runs]
@@ -344,30 +340,6 @@ def evaluate(plan: Plan, root: Path, policy: Any, name: str, program: str) -> Ro
         ms_per_run=1000 * wall / n,
         statuses=statuses,
     )
-
-
-def unverified(trajectory: Any) -> Any:
-    """A copy without the verify turns' mask files (so :func:`compute_rewards` reads none): r_v is then 0."""
-    turns = [t.model_copy(update={"overlay": None}) if t.name == "verify" else t for t in trajectory.turns]
-    return trajectory.model_copy(update={"turns": turns})
-
-
-def target_j(out: Path, clip: Any) -> float:
-    """Mean J of a run's masks over the frames where the target is on screen (empty predictions score 0 there).
-
-    On this set J&F pays an empty prediction about 0.93 (the target is absent from most frames and
-    empty on empty scores 1), so this is the figure that says whether the run segmented the target.
-    """
-    from revseg.tools.masks import read_masks_json
-
-    path = out / "runs" / clip.name / "0" / "masks.json"
-    masks = read_masks_json(path) if path.exists() else None
-    scores = []
-    for t in range(*clip.window):
-        gt = clip.clip.target_mask(t)
-        pred = masks.union(t) if masks is not None else np.zeros_like(gt)
-        scores.append(float((pred & gt).sum()) / float((pred | gt).sum() or 1))
-    return statistics.mean(scores)
 
 
 def first_look_zooms(trajectory: Any, clip: Any) -> tuple[bool, bool]:
