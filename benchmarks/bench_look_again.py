@@ -8,8 +8,10 @@ clips err in both programs). The tracker returns the true masks of whichever sha
 lands on, as SAM2 tracks whatever it was given. The set is written in ReVOS' layout and
 scored by the eval harness (``revseg.evals.runner.evaluate``), J&F as for ReVOS.
 
-1. J&F and cost per program: turns per run, tracker calls and frames tracked per run
-   (what a real tracker's time scales with), and wall time per run in-process.
+1. J&F and cost per program: J on the target's frames (mean J over the frames where the
+   target is on screen; J&F scores an empty prediction 1 on the many frames without it), turns
+   per run, tracker calls and frames tracked per run (what a real tracker's time scales with),
+   and wall time per run in-process.
 2. Per-turn latency against the local chat server (``revseg.testing.chat_server``, the
    oracle behind it, answering at once): the ``openai:`` policy's turn time by turn kind,
    which is the orchestration's own cost per turn (frames, PNG encoding, HTTP, parsing),
@@ -32,6 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import record
+from _look_again_report import target_j
 
 PROGRAMS = {
     "paper chain (missed: names the look-alike)": ("paper", "distractor"),
@@ -70,6 +73,7 @@ def accuracy(clips: list[Any], root: Path, out: Path, error: float) -> tuple[lis
         jf = statistics.mean(s.JF for s in report.samples) * 100
         j = statistics.mean(s.J for s in report.samples) * 100
         f = statistics.mean(s.F for s in report.samples) * 100
+        j_target = statistics.mean(target_j(out / program / missed, clip) for clip in clips) * 100
         turns = statistics.mean(len(t.turns) for t in runs)
         frames = tracker.frames_tracked / n
         if base_turns is None:
@@ -81,7 +85,7 @@ def accuracy(clips: list[Any], root: Path, out: Path, error: float) -> tuple[lis
                     kinds[turn.name] += 1
         rejected = sum(a.verdict == "reject" for t in runs for a in t.attempts)
         rows.append(
-            f"| {label} | {jf:.1f} | {j:.1f} | {f:.1f} | {turns:.2f} (+{turns - base_turns:.2f}) | "
+            f"| {label} | {jf:.1f} | {j:.1f} | {f:.1f} | {j_target:.1f} | {turns:.2f} (+{turns - base_turns:.2f}) | "
             f"{len(tracker.calls) / n:.2f} | {frames:.0f} ({frames / (base_frames or 1):.2f}x) | "
             f"{kinds['zoom'] / n:.2f} / {rejected / n:.2f} | {1000 * wall / n:.0f} |"
         )
@@ -160,14 +164,17 @@ def main() -> None:
         root = write_revos_layout(Path(tmp) / "ReVOS", clips)
         rows, note = accuracy(clips, root, Path(tmp) / "eval", args.first_box_error)
         table = (
-            "| program | J&F | J | F | turns/run | tracker calls/run | frames tracked/run | zooms / rejections "
-            "per run | ms/run |\n|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)
+            "| program | J&F | J | F | J on the target's frames | turns/run | tracker calls/run | frames tracked/run "
+            "| zooms / rejections per run | ms/run |\n|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)
         )
         notes = (
             note + " Oracle policy and oracle tracker (the true masks of the shape a box lands on), so J&F "
             "measures what the chain's decisions allow, not a model; ms/run is the in-process run (frames, "
-            "masks written for every frame), a real tracker's time scales with frames tracked. "
-            "Machine shared with other engineers' jobs."
+            "masks written for every frame), a real tracker's time scales with frames tracked. 'J on the "
+            "target's frames' is the mean J over the frames where the target is on screen, where an empty "
+            "prediction scores 0: J&F scores it 1 on every frame without the target, most of these clips, so "
+            "a run that answers no target scores high J&F without segmenting anything (the gap between the "
+            "two columns in the 'answers no target' row). Machine shared with other engineers' jobs."
         )
         lat_rows = latency(clips, root / "JPEGImages", Path(tmp) / "lat", args.first_box_error, args.latency_clips)
         lat_table = (

@@ -6,6 +6,7 @@ An evaluation's output folder::
     results.jsonl     one completion record per finished sample, appended as each finishes
     predictions/<video>/<expression>/<frame>.png + masks.json     the standard layout
     runs/<video>/<expression>/trajectory.json + masks.json         each run's record and per-object RLE
+        + masks_attempt<N>.json                                    look_again: each rejected attempt's masks
     report.md, report.json                                         written at the end
     submission.zip                                                 for splits scored by a server
 
@@ -161,9 +162,7 @@ class RunStore:
             self._write_json(run_dir / "masks.json", result.masks)
             write_prediction(pred_dir, result.masks, result.frame_names)
         if result.trajectory is not None:
-            self._save_trajectory(
-                result.trajectory, run_dir, pred_dir if result.masks is not None else None, sample.key
-            )
+            self._save_trajectory(result, run_dir, pred_dir if result.masks is not None else None, sample.key)
         record = {
             "key": sample.key,
             "video": sample.video,
@@ -179,11 +178,30 @@ class RunStore:
         self._append(record)
         return record
 
-    def _save_trajectory(self, text: str, run_dir: Path, pred_dir: Path | None, key: str) -> None:
+    def _save_trajectory(self, result: JobResult, run_dir: Path, pred_dir: Path | None, key: str) -> None:
+        """Save the record with its paths pointing into ``run_dir``, not the worker's deleted scratch folder.
+
+        The masks verify saw (look_again) are kept beside it: the final ones are ``masks.json``,
+        a rejected attempt's ``<its folder's name>.json``; so the record can be re-scored later.
+        """
         from revseg.trajectory import Trajectory
 
-        trajectory = Trajectory.model_validate_json(text)
+        trajectory = Trajectory.model_validate_json(result.trajectory or "")
         trajectory.dataset = {k: self._config.get(k) for k in ("benchmark", "version", "split")} | {"sample": key}
+        moved: dict[str, str] = {}
+        if pred_dir is not None and "masks_json" in trajectory.outputs:
+            moved[trajectory.outputs["masks_json"]] = str(run_dir / "masks.json")
+        for number, (path, masks) in enumerate(result.verified_masks.items()):
+            name = Path(path).parent.name
+            file = run_dir / f"{name if name.startswith('masks_') else f'masks_{number}'}.json"
+            self._write_json(file, masks)
+            moved[path] = str(file)
+        for turn in trajectory.turns:
+            if turn.overlay:
+                turn.overlay = moved.get(turn.overlay)
+        for attempt in trajectory.attempts:
+            if attempt.masks:
+                attempt.masks = moved.get(attempt.masks)
         outputs = {"trajectory": str(run_dir / "trajectory.json")}
         if pred_dir is not None:
             outputs |= {"masks_json": str(run_dir / "masks.json"), "predictions": str(pred_dir)}

@@ -41,6 +41,7 @@ from revseg.settings import ChainSettings, SamplingParams
 
 if TYPE_CHECKING:
     from revseg.agents import ReVSegAgent
+    from revseg.trajectory import Trajectory
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +136,12 @@ class Job:
 
 @dataclass
 class JobResult:
-    """What a worker sends back: status, reason, the trajectory as JSON, the masks record and frame names."""
+    """What a worker sends back: status, reason, the trajectory as JSON, the masks record and frame names.
+
+    ``verified_masks`` holds the other masks files the record points to (look_again: each
+    verify turn's and attempt's, when it is not the final one), by their path in the
+    worker's scratch folder, so the store can keep them beside the record.
+    """
 
     key: str
     status: str
@@ -143,6 +149,7 @@ class JobResult:
     seconds: float
     trajectory: str | None = None
     masks: dict[str, Any] | None = None
+    verified_masks: dict[str, dict[str, Any]] = field(default_factory=dict)
     frame_names: list[str] = field(default_factory=list)
     worker: str = ""
     node: str = ""  # the Ray node id, under Ray
@@ -166,15 +173,18 @@ async def arun_job(agent: ReVSegAgent, job: Job) -> JobResult:
         video, names = _frames_for(job, scratch)
         result = await agent.arun(video, job.query, scratch / "run", query_id=job.key)
         masks = None
+        trajectory = result.trajectory
         if result.has_masks:
-            masks = json.loads(Path(result.trajectory.outputs["masks_json"]).read_text())
+            masks = json.loads(Path(trajectory.outputs["masks_json"]).read_text())
+        verified = _verified_masks(trajectory, trajectory.outputs.get("masks_json") if masks is not None else None)
         return JobResult(
             key=job.key,
             status=result.status.value,
-            reason=result.trajectory.reason,
+            reason=trajectory.reason,
             seconds=perf_counter() - start,
-            trajectory=result.trajectory.model_dump_json(),
+            trajectory=trajectory.model_dump_json(),
             masks=masks,
+            verified_masks=verified,
             frame_names=names,
             worker=worker,
         )
@@ -183,6 +193,18 @@ async def arun_job(agent: ReVSegAgent, job: Job) -> JobResult:
         return JobResult(job.key, ERROR_STATUS, reason.splitlines()[0][:500], perf_counter() - start, worker=worker)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _verified_masks(trajectory: Trajectory, final: str | None) -> dict[str, dict[str, Any]]:
+    """The masks files the verify turns and attempts point to, all but ``final``, by path (a gone one left out)."""
+    referenced = [t.overlay for t in trajectory.turns] + [a.masks for a in trajectory.attempts]
+    kept = {}
+    for path in dict.fromkeys(p for p in referenced if p and p != final):
+        try:
+            kept[path] = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # the store then drops the dangling path from the record
+    return kept
 
 
 def _frames_for(job: Job, scratch: Path) -> tuple[Path, list[str]]:

@@ -44,10 +44,15 @@ equation plus one term, each part read the same way over its longer conversation
   and it costs a turn of the budget.
 - **Spatial** ``r_s``: as the paper's, for the final attempt's boxes.
 - **Verify** ``r_v`` in [0, 1]: the share of verify turns whose verdict agrees with the
-  ground truth, i.e. accept iff the tracked mask's mean J over the frames verify was shown
-  exceeds ``verify_threshold`` (an unreadable verdict is wrong). J needs GT masks (a
-  ground truth with ``mask(frame_index)``, as :class:`~revseg.rl.groundtruth.MaskGroundTruth`);
-  with boxes only, the IoU of the mask's box with the GT box stands in for it. A run
+  ground truth, i.e. accept iff the tracked mask's mean J exceeds ``verify_threshold`` (an
+  unreadable verdict is wrong). J is averaged over the frames verify was shown where the
+  mask or the target is non-empty: a frame where both are empty says nothing about the
+  mask, and counting it as J = 1 would pay "accept" for an empty or wrong mask whenever the
+  target is on screen briefly. If no shown frame has either, the verdict is judged on the
+  whole clip by the same rule (an empty mask is then wrong if the target is anywhere in
+  the clip, and right if it is nowhere). J needs GT masks (a ground truth with
+  ``mask(frame_index)``, as :class:`~revseg.rl.groundtruth.MaskGroundTruth`); with boxes
+  only, the IoU of the mask's box with the GT box stands in for it. A run
   without a verify turn has no ``r_v`` (the key is absent, and the paper's records never have it).
 """
 
@@ -318,19 +323,38 @@ def _strict_share(turns: Sequence[TurnRecord]) -> float:
 
 
 def _verdict_right(turn: TurnRecord, truth: GroundTruth, threshold: float) -> float:
-    """1 when a verify turn's verdict agrees with the ground truth: accept iff mask J > threshold."""
+    """1 when a verify turn's verdict agrees with the ground truth: accept iff :func:`verdict_quality` > threshold."""
     verdict = (turn.parsed or {}).get("verdict") if turn.parse_ok else None
     if verdict not in ("accept", "reject") or not turn.overlay:
         return 0.0
-    good = mask_quality(turn.overlay, turn.image_frames, truth) > threshold
+    good = verdict_quality(turn.overlay, turn.image_frames, truth) > threshold
     return 1.0 if (verdict == "accept") == good else 0.0
 
 
-def mask_quality(masks_json: str, frames: Sequence[int], truth: GroundTruth) -> float:
-    """Mean J of the recorded masks on ``frames`` against the ground truth's masks (empty on empty: 1).
+def verdict_quality(masks_json: str, frames: Sequence[int], truth: GroundTruth) -> float:
+    """The J a verify verdict is judged by: :func:`mask_quality` on the frames verify showed.
 
-    A ground truth with boxes only is compared through boxes: the IoU of the mask's box with
-    the GT box (both absent: 1; one absent: 0).
+    When neither the mask nor the target is on any of them, the shown frames say nothing
+    about the mask, and it is judged on every frame of the clip instead (the masks file
+    covers them all): an empty mask misses a target that is on screen elsewhere (J = 0
+    there), and an empty mask on a clip without the target anywhere is exactly right (1).
+    """
+    from revseg.tools.masks import read_masks_json
+
+    shown = mask_quality(masks_json, frames, truth)
+    if shown is not None:
+        return shown
+    whole = mask_quality(masks_json, range(read_masks_json(masks_json).num_frames), truth)
+    return 1.0 if whole is None else whole
+
+
+def mask_quality(masks_json: str, frames: Sequence[int], truth: GroundTruth) -> float | None:
+    """Mean J of the recorded masks against the ground truth's, over those of ``frames`` where either is non-empty.
+
+    A frame where both are empty says nothing about the mask and is left out (so an empty
+    mask does not score well because the target is off screen); None when every frame is
+    such a frame. A ground truth with boxes only is compared through boxes: the IoU of the
+    mask's box with the GT box (one absent: 0).
     """
     from revseg.tools.masks import read_masks_json
 
@@ -341,20 +365,17 @@ def mask_quality(masks_json: str, frames: Sequence[int], truth: GroundTruth) -> 
         pred = masks.union(index)
         if gt_mask is not None:
             gt = gt_mask(index)
-            gt_any = gt is not None and bool(gt.any())
-            if not gt_any and not pred.any():
-                scores.append(1.0)
+            if gt is None or not gt.any():
+                if pred.any():
+                    scores.append(0.0)
                 continue
-            union = (pred | gt).sum() if gt is not None else pred.sum()
-            inter = (pred & gt).sum() if gt is not None else 0
-            scores.append(float(inter) / float(union) if union else 1.0)
+            scores.append(float((pred & gt).sum()) / float((pred | gt).sum()))
             continue
         pred_box, gt_box = mask_to_box(pred), truth.box(index)
-        if pred_box is None or gt_box is None:
-            scores.append(1.0 if pred_box is None and gt_box is None else 0.0)
-        else:
-            scores.append(box_iou(pred_box, gt_box))
-    return sum(scores) / len(scores) if scores else 0.0
+        if pred_box is None and gt_box is None:
+            continue
+        scores.append(0.0 if pred_box is None or gt_box is None else box_iou(pred_box, gt_box))
+    return sum(scores) / len(scores) if scores else None
 
 
 def score(trajectory: Trajectory, truth: GroundTruth, config: RewardConfig | None = None) -> Trajectory:

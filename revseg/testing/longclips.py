@@ -256,17 +256,29 @@ class LongClipOracle:
     drawn once per (seed, clip): every run of a clip errs alike, so both programs face the
     same first boxes. ``missed`` is what the paper's chain answers when no frame it was
     shown has the target: ``"distractor"`` (the look-alike) or ``"none"`` (no target).
+    ``grid`` rounds its box coordinates (pixels of the image the policy saw) to multiples of
+    it, as :class:`~revseg.testing.shapes.ShapesTeacher` does: when the oracle's answers are
+    a small student's warm-up data, a coarser grid leaves it fewer distinct numbers to learn.
     """
 
     def __init__(
-        self, clips: Sequence[LongClip], *, first_box_error: float = 0.3, seed: int = 0, missed: str = "distractor"
+        self,
+        clips: Sequence[LongClip],
+        *,
+        first_box_error: float = 0.3,
+        seed: int = 0,
+        missed: str = "distractor",
+        grid: int = 1,
     ) -> None:
         if missed not in ("distractor", "none"):
             raise ValueError(f"missed must be 'distractor' or 'none', not {missed!r}")
+        if grid < 1:
+            raise ValueError(f"grid must be a positive number of pixels, not {grid!r}")
         self.clips = list(clips)
         self.first_box_error = first_box_error
         self.seed = seed
         self.missed = missed
+        self.grid = grid
         self._thumbs: dict[tuple[int, int], list[np.ndarray]] = {}
         self._known: dict[bytes, LongClip] = {}
 
@@ -336,7 +348,7 @@ class LongClipOracle:
         wrong = attempt == 0 and self.first_box_wrong(clip)
         shape = clip.lookalike if wrong or clip.clip.shapes[clip.lookalike].colour in described else clip.clip.target
         box = clip.box(keyframe, shape) or clip.box(keyframe, clip.lookalike) or (0.0, 0.0, 1.0, 1.0)
-        return turn2_answer(box, self.seen_size(*image.size), clip.clip.size)
+        return turn2_answer(box, self.seen_size(*image.size), clip.clip.size, self.grid)
 
     def first_box_wrong(self, clip: LongClip) -> bool:
         """Whether a run's first box on ``clip`` lands on the look-alike (drawn from the seed and the clip)."""

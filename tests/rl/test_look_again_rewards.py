@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,9 @@ from revseg.rl.groundtruth import BoxGroundTruth, MaskGroundTruth
 from revseg.rl.rewards import compute_rewards, mask_quality
 from revseg.settings import ChainSettings
 from revseg.testing.fakes import BoxTracker, ScriptedPolicy
-from revseg.trajectory import Trajectory
+from revseg.tools.readers.base import FrameReader
+from revseg.tools.trackers.base import FrameMasks
+from revseg.trajectory import BoxXYXY, Trajectory
 
 # small_clip: 24 frames of 320x180; 4 sampled frames 0, 8, 15, 23. The target is on screen in frames 10-13 only.
 BOX = (32.0, 36.0, 160.0, 144.0)  # what the scripted box below becomes in original pixels
@@ -25,10 +28,22 @@ ACCEPT = "<think>good</think> <answer> {'verdict': 'accept'} </answer>"
 REJECT = "<think>bad</think> <answer> {'verdict': 'reject', 'reason': 'drifts'} </answer>"
 
 
-def rollout(answers: list[str], out: Path, clip: Path, **settings: object) -> Trajectory:
+class EmptyTracker(BoxTracker):
+    """Loses the target at once: an empty mask on every frame."""
+
+    def track(
+        self, video: FrameReader, keyframe_index: int, boxes: Sequence[BoxXYXY], **_: object
+    ) -> Iterator[FrameMasks]:
+        for masks in super().track(video, keyframe_index, boxes):
+            yield FrameMasks(frame_index=masks.frame_index, masks=np.zeros_like(masks.masks))
+
+
+def rollout(
+    answers: list[str], out: Path, clip: Path, tracker: BoxTracker | None = None, **settings: object
+) -> Trajectory:
     context = ChainContext(
         policy=ScriptedPolicy(answers),
-        tracker=BoxTracker(),
+        tracker=tracker or BoxTracker(),
         settings=ChainSettings(program="look_again", num_frames=4, verify_frames=2, **settings),  # type: ignore[arg-type]
     )
     inputs = {"video_path": str(clip), "query": "the rider", "out_dir": str(out)}
@@ -71,6 +86,31 @@ def test_with_ground_truth_masks_the_verdict_is_judged_by_mask_j(small_clip: Pat
     assert compute_rewards(accepted, truth).verify == 1.0
     gt[:, 36:144, 96:160] = False  # now it covers half of the box: J = 0.5, not above the threshold
     assert compute_rewards(accepted, truth).verify == 0.0
+
+
+def test_an_empty_mask_is_judged_only_on_the_shown_frames_where_the_target_is(small_clip: Path, tmp_path: Path) -> None:
+    # verify sees frames 0, 23 (target absent, mask empty: they say nothing) and 10 (target there, mask empty): J = 0.
+    answers = [ZOOM, SELECT_1, ANSWER_BOX]
+    accepted = rollout([*answers, ACCEPT], tmp_path / "a", small_clip, EmptyTracker(), max_turns=4)
+    rejected = rollout([*answers, REJECT], tmp_path / "b", small_clip, EmptyTracker(), max_turns=4)
+    assert accepted.turns[-1].image_frames == [0, 23, 10]
+    gt = np.zeros((24, 180, 320), dtype=bool)
+    gt[10:14, 36:144, 32:160] = True
+    for truth in (BoxGroundTruth(TRUTH), MaskGroundTruth(lambda i: gt[i])):
+        assert mask_quality(accepted.turns[-1].overlay or "", [0, 23, 10], truth) == 0.0
+        assert mask_quality(accepted.turns[-1].overlay or "", [0, 23], truth) is None
+        assert compute_rewards(accepted, truth).verify == 0.0
+        assert compute_rewards(rejected, truth).verify == 1.0
+
+
+def test_a_verdict_on_frames_showing_neither_mask_nor_target_is_judged_on_the_whole_clip(
+    small_clip: Path, tmp_path: Path
+) -> None:
+    # No zoom: the keyframe is 8 and verify sees 0, 23, 8, none with the target, all with an empty mask.
+    accepted = rollout([SELECT_1, ANSWER_BOX, ACCEPT], tmp_path, small_clip, EmptyTracker())
+    assert accepted.turns[-1].image_frames == [0, 23, 8]
+    assert compute_rewards(accepted, BoxGroundTruth(TRUTH)).verify == 0.0  # the target is on screen in 10-13
+    assert compute_rewards(accepted, BoxGroundTruth({})).verify == 1.0  # no target anywhere: the empty mask is right
 
 
 def test_format_pays_the_share_of_strict_turns_for_choosing_and_for_acting(small_clip: Path, tmp_path: Path) -> None:

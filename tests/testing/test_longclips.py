@@ -158,3 +158,55 @@ def test_when_only_the_rejected_frame_shows_the_target_the_oracle_zooms_and_pick
     assert (rejected.verdict, accepted.verdict) == ("reject", "accept")
     assert accepted.targets[0].frame_index != rejected.targets[0].frame_index  # excluded in the zoomed view too
     assert record.status == Status.OK and record.reason is None
+
+
+def test_a_grid_rounds_the_oracles_boxes_and_they_still_land_on_the_target(videos: Path, tmp_path: Path) -> None:
+    settings = ChainSettings(num_frames=8, keyframe_size=(224, 224), program="look_again")
+    seen = next(c for c in CLIPS if seen_by_paper(c))
+    tracker = LongClipTracker(CLIPS)
+    oracle = LongClipOracle(CLIPS, first_box_error=0.0, grid=14)
+    record = (
+        ReVSegAgent(oracle, tracker, settings=settings, overlay=False, report=False)
+        .run(videos / seen.name, seen.query, tmp_path / "grid")
+        .trajectory
+    )
+    grounds = [t for t in record.turns if t.name == "ground"]
+    coords = [c for t in grounds for c in (t.parsed or {})["boxes"][0]["coords"]]
+    assert coords and all(c % 14 == 0 for c in coords), coords
+    assert [shape for _, _, shape in tracker.calls] == [seen.clip.target]
+    assert [a.verdict for a in record.attempts] == ["accept"]
+    with pytest.raises(ValueError, match="grid"):
+        LongClipOracle(CLIPS, grid=0)
+
+
+def test_an_eval_record_of_look_again_keeps_the_masks_verify_saw_so_it_can_be_rescored_and_rebuilt(
+    tmp_path: Path,
+) -> None:
+    from PIL import Image
+
+    from revseg.graphs.images import turn_images
+    from revseg.rl.groundtruth import MaskGroundTruth
+    from revseg.rl.rewards import compute_rewards
+
+    clips = CLIPS[:2]
+    root = write_revos_layout(tmp_path / "ReVOS", clips)
+
+    def factory() -> ReVSegAgent:  # every first box on the look-alike: a rejected attempt, then an accepted one
+        return quiet_agent(LongClipOracle(CLIPS, first_box_error=1.0), LongClipTracker(CLIPS), settings=LOOK)
+
+    out = tmp_path / "eval"
+    evaluate(get_benchmark("revos", root, "valid"), out, factory)  # its scratch folders are deleted by now
+    for clip in clips:
+        (path,) = (out / "runs" / clip.name).glob("*/trajectory.json")
+        record = Trajectory.load(path)
+        assert [a.verdict for a in record.attempts] == ["reject", "accept"]
+        verifies = [t for t in record.turns if t.name == "verify"]
+        kept = [t.overlay for t in verifies] + [a.masks for a in record.attempts]
+        assert all(p is not None and Path(p).parent == path.parent and Path(p).is_file() for p in kept), kept
+        assert verifies[-1].overlay == record.outputs["masks_json"] != verifies[0].overlay
+        rewards = compute_rewards(record, MaskGroundTruth(clip.clip.target_mask))
+        assert rewards.verify == 1.0  # the oracle's verdicts are the truth
+        for turn in verifies:
+            images = turn_images(turn.model_dump(mode="json"), lambda i, size: [Image.new("RGB", size) for _ in i])
+            assert len(images) == len(turn.image_frames)
+            assert any(np.asarray(image).any() for image in images)  # the mask drawn on blank frames
