@@ -35,7 +35,7 @@ draws the curves to benchmarks/learning_curve.png (none of it with ``--dry``). T
 the two round-0 evaluations run in processes of their own, one torch thread each. A rerun
 with the same ``--work`` folder keeps the warm-up (and reports its original times). Run:
 ``.venv/bin/python benchmarks/bench_learning.py`` (on 2 cores: about 14 minutes of
-warm-up, 2,000 teacher chains x 4 epochs, then 3 arms x 4 rounds side by side; ``--quick``
+warm-up, 2,000 teacher chains x 4 epochs, then 3 arms x 5 rounds side by side; ``--quick``
 is a smoke check of a few minutes).
 """
 
@@ -643,10 +643,10 @@ def phase_table(warm: dict[str, float], rows: list[Row]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=4, help="collect -> train -> evaluate rounds per arm")
+    parser.add_argument("--rounds", type=int, default=5, help="collect -> train -> evaluate rounds per arm")
     parser.add_argument("--items", type=int, default=24, help="training clips per round (fresh clips each round)")
     parser.add_argument("--group-size", type=int, default=8, help="rollouts per clip (GRPO group)")
-    parser.add_argument("--eval-items", type=int, default=48, help="held-out clips")
+    parser.add_argument("--eval-items", type=int, default=80, help="held-out clips")
     parser.add_argument("--eval-rollouts", type=int, default=3, help="sampled rollouts per held-out clip")
     parser.add_argument("--sft-clips", type=int, default=2000, help="warm-up clips (one teacher chain each)")
     parser.add_argument("--sft-epochs", type=int, default=4, help="passes over the warm-up chains")
