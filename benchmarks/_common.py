@@ -1,11 +1,15 @@
-"""Shared helpers for benchmark scripts: RSS sampling and writing tables to RESULTS.md."""
+"""Shared helpers for benchmark scripts: RSS and load sampling, phase clocks, writing tables to RESULTS.md."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
 import re
+import statistics
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,3 +79,47 @@ def record(title: str, table: str, notes: str = "", *, where: str | None = None)
     head, *sections = re.split(r"(?m)^(?=## )", text)
     kept = [s for s in sections if s.splitlines()[0] != f"## {title}"]
     RESULTS.write_text(head + "".join(kept).rstrip("\n") + "\n" + block)
+
+
+class LoadSampler:
+    """Samples the machine's 1-minute load average every ``interval_s`` in a thread, from construction to stop()."""
+
+    def __init__(self, interval_s: float = 20.0) -> None:
+        import threading
+
+        self.samples = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._interval_s = interval_s
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> None:
+        """Stop sampling (takes one last sample)."""
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(os.getloadavg()[0])
+
+    def text(self) -> str:
+        """``load average (1 min) mean 7.9, min 5.1, max 11.0 over N samples`` for the notes."""
+        xs = self.samples
+        return f"machine load average (1 min) mean {statistics.mean(xs):.1f}, min {min(xs):.1f}, max {max(xs):.1f}"
+
+
+class PhaseClock:
+    """``with clock("phase"):`` adds the block's wall and process-CPU seconds to ``phases``."""
+
+    def __init__(self, phases: dict[str, float]) -> None:
+        self.phases = phases
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.phases[f"{name}_wall_s"] = self.phases.get(f"{name}_wall_s", 0.0) + time.perf_counter() - wall
+            self.phases[f"{name}_cpu_s"] = self.phases.get(f"{name}_cpu_s", 0.0) + time.process_time() - cpu

@@ -42,7 +42,6 @@ is a smoke check of a few minutes).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import os
@@ -51,7 +50,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -62,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from _common import record
+from _common import LoadSampler, PhaseClock, record
 
 from revseg.settings import COMPACT_PROMPT_SET, PAPER_PROMPT_SET
 from revseg.testing.shapes import BACKGROUNDS, KEYFRAME_RULES
@@ -212,7 +210,7 @@ def sampling(plan: Plan) -> Any:
 # --------------------------------------------------------------------------- stages
 
 
-def warm_up(plan: Plan, base: Path, clock: _Clock) -> tuple[Path, float, float]:
+def warm_up(plan: Plan, base: Path, clock: PhaseClock) -> tuple[Path, float, float]:
     """SFT on teacher chains of the warm-up clips; returns (checkpoint, teacher's mean reward, seconds)."""
     from revseg.rl.grpo import GRPOConfig
     from revseg.rl.train import train
@@ -340,7 +338,7 @@ def evaluate_alone(plan: Plan, checkpoint: str, arm: str, name: str) -> Row:
 
     torch.set_num_threads(plan.threads)
     phases: dict[str, float] = {}
-    with _Clock(phases)("evaluate"):
+    with PhaseClock(phases)("evaluate"):
         row = evaluate(plan, Path(checkpoint), arm, 0, name)
     row.phases = phases
     return row
@@ -370,7 +368,7 @@ def run_arm(plan: Plan, arm: str, start: str) -> list[Row]:
     for round_ in range(1, plan.rounds + 1):
         started = time.perf_counter()
         phases: dict[str, float] = {}
-        clock = _Clock(phases)
+        clock = PhaseClock(phases)
         batch = train_clips[(round_ - 1) * plan.items : round_ * plan.items]
         data = Path(plan.work) / arm / f"round{round_}-data"
         collector = checkpoints[max(len(checkpoints) - 1 - (STALE_LAG if arm == "stale" else 0), 0)]
@@ -414,50 +412,6 @@ def run_arm(plan: Plan, arm: str, start: str) -> list[Row]:
         rows.append(row)
         print(f"[{arm}] round {round_}: {json.dumps(asdict(row))}", flush=True)
     return rows
-
-
-class LoadSampler:
-    """Samples the machine's 1-minute load average every ``interval_s`` in a thread, from construction to stop()."""
-
-    def __init__(self, interval_s: float = 20.0) -> None:
-        import threading
-
-        self.samples = [os.getloadavg()[0]]
-        self._stop = threading.Event()
-        self._interval_s = interval_s
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            self.samples.append(os.getloadavg()[0])
-
-    def stop(self) -> None:
-        """Stop sampling (takes one last sample)."""
-        self._stop.set()
-        self._thread.join()
-        self.samples.append(os.getloadavg()[0])
-
-    def text(self) -> str:
-        """``load average (1 min) mean 7.9, min 5.1, max 11.0 over N samples`` for the notes."""
-        xs = self.samples
-        return f"machine load average (1 min) mean {statistics.mean(xs):.1f}, min {min(xs):.1f}, max {max(xs):.1f}"
-
-
-class _Clock:
-    """``with clock("phase"):`` adds the block's wall and process-CPU seconds to ``phases``."""
-
-    def __init__(self, phases: dict[str, float]) -> None:
-        self.phases = phases
-
-    @contextlib.contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        wall, cpu = time.perf_counter(), time.process_time()
-        try:
-            yield
-        finally:
-            self.phases[f"{name}_wall_s"] = self.phases.get(f"{name}_wall_s", 0.0) + time.perf_counter() - wall
-            self.phases[f"{name}_cpu_s"] = self.phases.get(f"{name}_cpu_s", 0.0) + time.process_time() - cpu
 
 
 # --------------------------------------------------------------------------- report
@@ -754,7 +708,7 @@ def main() -> None:
     for name in SEEDS:
         split(plan, name)
     warm: dict[str, float] = {}
-    checkpoint, teacher_reward, sft_seconds = warm_up(plan, base, _Clock(warm))
+    checkpoint, teacher_reward, sft_seconds = warm_up(plan, base, PhaseClock(warm))
     print(f"warm-up: {sft_seconds:.0f} s, teacher reward {teacher_reward:.3f}", flush=True)
 
     # The two evaluations of round 0 run beside the arms: the arms need only the warm-up checkpoint.

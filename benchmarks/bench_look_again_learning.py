@@ -32,7 +32,6 @@ quiet 2-core machine; ``--quick`` is a smoke check of a few minutes).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import os
@@ -41,7 +40,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -50,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from _common import record
+from _common import PhaseClock, record
 from _look_again_report import Row, Sampled, describe, phase_table, sampled_table, share, table, target_j
 
 SEEDS = {"sft": 111, "train": 222, "heldout": 333}
@@ -146,26 +144,10 @@ def load_policy(checkpoint: Path) -> Any:
     return HFPolicy.from_spec(str(checkpoint), device="cpu")
 
 
-class Clock:
-    """``with clock("phase"):`` adds the block's wall and process-CPU seconds to ``phases``."""
-
-    def __init__(self, phases: dict[str, float]) -> None:
-        self.phases = phases
-
-    @contextlib.contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        wall, cpu = time.perf_counter(), time.process_time()
-        try:
-            yield
-        finally:
-            self.phases[f"{name}_wall_s"] = self.phases.get(f"{name}_wall_s", 0.0) + time.perf_counter() - wall
-            self.phases[f"{name}_cpu_s"] = self.phases.get(f"{name}_cpu_s", 0.0) + time.process_time() - cpu
-
-
 # --------------------------------------------------------------------------- stages
 
 
-def warm_up(plan: Plan, base: Path, clock: Clock) -> tuple[Path, dict[str, float]]:
+def warm_up(plan: Plan, base: Path, clock: PhaseClock) -> tuple[Path, dict[str, float]]:
     """SFT on the oracle's look_again chains; returns the checkpoint and what its data held."""
     from revseg.rl.collect import collect
     from revseg.rl.grpo import GRPOConfig
@@ -226,7 +208,7 @@ def warm_up(plan: Plan, base: Path, clock: Clock) -> tuple[Path, dict[str, float
     return out, summary
 
 
-def grpo(plan: Plan, start: Path, clock: Clock) -> tuple[Path, list[dict[str, float]]]:
+def grpo(plan: Plan, start: Path, clock: PhaseClock) -> tuple[Path, list[dict[str, float]]]:
     """R rounds of collect (latest checkpoint, temperature 1) -> GRPO; the final checkpoint and each round's logs."""
     from revseg.rl.collect import collect
     from revseg.rl.grpo import GRPOConfig
@@ -453,7 +435,7 @@ class NoTarget:
         return self.generate(messages, sampling)
 
 
-def evaluate_all(plan: Plan, checkpoints: dict[str, Path], clock: Clock) -> list[Row]:
+def evaluate_all(plan: Plan, checkpoints: dict[str, Path], clock: PhaseClock) -> list[Row]:
     """Doing nothing, the oracle and every checkpoint (the last two in both programs), on the held-out clips."""
     from revseg.testing.longclips import LongClipOracle, write_revos_layout
 
@@ -566,7 +548,7 @@ def main() -> None:
         work / "base", family="qwen2.5-vl", seed=plan.seed, hidden_size=plan.hidden_size, num_layers=plan.num_layers
     )
     phases: dict[str, float] = {}
-    clock = Clock(phases)
+    clock = PhaseClock(phases)
     sft, data = warm_up(plan, base, clock)
     print(f"warm-up data: {json.dumps(data)}", flush=True)
     final, rounds = grpo(plan, sft, clock)
