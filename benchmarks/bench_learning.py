@@ -746,7 +746,8 @@ def main() -> None:
     notes = (
         f"Tiny random Qwen2.5-VL (revseg.testing, hidden {plan.hidden_size}, {plan.num_layers} layers) on "
         f"revseg.testing.shapes clips "
-        f"(8 frames of 112x112, 2-{plan.max_shapes} shapes at {plan.shape_scale:g}x the default sizes on a "
+        f"(8 frames of 112x112, {'2' if plan.max_shapes == 2 else '2-3'} shapes at {plan.shape_scale:g}x the "
+        f"default sizes on a "
         f"{plan.background} background; queries: name, grows, shrinks, disappears, moves). "
         f"Chain: {plan.num_frames} sampled "
         f"frames at {plan.frame_size}px, keyframe at {plan.keyframe_size}px, {plan.max_new_tokens} new tokens per "
