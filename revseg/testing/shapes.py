@@ -364,10 +364,14 @@ CLEAR_FRACTION = 0.5
 """``clear`` keyframes: the target's box is at least this fraction of its largest among the sampled frames."""
 
 
+def target_areas(clip: ShapeClip, sampled: Sequence[int]) -> list[float]:
+    """The target's ground-truth box area on each sampled frame (0 where it is hidden)."""
+    return [0.0 if (b := clip.target_box(t)) is None else box_area(b) for t in sampled]
+
+
 def keyframe_index(clip: ShapeClip, sampled: Sequence[int]) -> int:
     """The position in ``sampled`` with the largest ground-truth box (first on ties): soft temporal reward 1."""
-    areas = [0.0 if (b := clip.target_box(t)) is None else box_area(b) for t in sampled]
-    return int(np.argmax(areas))
+    return int(np.argmax(target_areas(clip, sampled)))
 
 
 def visible_indices(clip: ShapeClip, sampled: Sequence[int], min_fraction: float = 0.0) -> list[int]:
@@ -376,7 +380,7 @@ def visible_indices(clip: ShapeClip, sampled: Sequence[int], min_fraction: float
     With ``min_fraction`` > 0, only those where its box is at least that fraction of the
     largest box among ``sampled`` (a frame where it is clearly in view, not a sliver).
     """
-    areas = [0.0 if (b := clip.target_box(t)) is None else box_area(b) for t in sampled]
+    areas = target_areas(clip, sampled)
     largest = max(areas)
     return [i for i, area in enumerate(areas) if area > 0 and area >= min_fraction * largest]
 
