@@ -203,15 +203,7 @@ def compute_rewards(trajectory: Trajectory, truth: GroundTruth, config: RewardCo
     turn1_parsed = first is not None and first.ok
     no_target = turn1_parsed and first is not None and first.no_target
     grounds = [t for t in trajectory.turns if t.name == "ground"]
-    both_parsed = turn1_parsed and (
-        no_target
-        or (
-            bool(trajectory.targets)
-            and all(t.box is not None for t in trajectory.targets)
-            and len(grounds) >= len(trajectory.targets)
-            and all(g.parse_ok for g in grounds)
-        )
-    )
+    both_parsed = turn1_parsed and (no_target or _every_target_grounded(trajectory, grounds))
 
     gt_boxes: dict[int, BoxXYXY | None] = {i: truth.box(i) for i in dict.fromkeys(trajectory.sampled_indices)}
     areas = [0.0 if gt_boxes[i] is None else box_area(gt_boxes[i]) for i in trajectory.sampled_indices]  # type: ignore[arg-type]
@@ -266,15 +258,7 @@ def _look_again_rewards(trajectory: Trajectory, truth: GroundTruth, config: Rewa
     no_target = turn1_parsed and bool(final.get("no_target"))
     grounds = [t for t in turns if t.name == "ground"]
     last_grounds = [g for g in grounds if g.attempt == grounds[-1].attempt] if grounds else []
-    both_parsed = turn1_parsed and (
-        no_target
-        or (
-            bool(trajectory.targets)
-            and all(t.box is not None for t in trajectory.targets)
-            and len(last_grounds) >= len(trajectory.targets)
-            and all(g.parse_ok for g in last_grounds)
-        )
-    )
+    both_parsed = turn1_parsed and (no_target or _every_target_grounded(trajectory, last_grounds))
     seen = sorted({i for t in turns if t.name in ("interpret", "zoom") for i in t.image_frames})
     gt_boxes: dict[int, BoxXYXY | None] = {i: truth.box(i) for i in seen}
     areas = [0.0 if b is None else box_area(b) for b in gt_boxes.values()]
@@ -312,6 +296,16 @@ def _look_again_rewards(trajectory: Trajectory, truth: GroundTruth, config: Rewa
         both_parsed=float(both_parsed),
         iou=iou,
         verify=r_v,
+    )
+
+
+def _every_target_grounded(trajectory: Trajectory, grounds: Sequence[TurnRecord]) -> bool:
+    """Every target has a box from a parsed grounding turn of its own (the ``both_parsed`` gate's second half)."""
+    return (
+        bool(trajectory.targets)
+        and all(t.box is not None for t in trajectory.targets)
+        and len(grounds) >= len(trajectory.targets)
+        and all(g.parse_ok for g in grounds)
     )
 
 
